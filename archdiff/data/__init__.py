@@ -1,0 +1,1 @@
+"""Data: 2-D toy mixtures with matched moments (toy2d) and image sets (images)."""

@@ -1,0 +1,15 @@
+"""Denoisers: every one is called as ``denoiser(x_t, alpha_bar) -> x0_hat``."""
+
+from archdiff.denoisers.base import Denoiser, levels_of, per_level
+from archdiff.denoisers.closed_form import EmpiricalOptimal, LinearDenoiser
+from archdiff.denoisers.polynomial import MomentPolynomialDenoiser, PolynomialDenoiser
+
+__all__ = [
+    "Denoiser",
+    "EmpiricalOptimal",
+    "LinearDenoiser",
+    "MomentPolynomialDenoiser",
+    "PolynomialDenoiser",
+    "levels_of",
+    "per_level",
+]

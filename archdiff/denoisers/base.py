@@ -1,0 +1,53 @@
+"""The one denoiser interface.
+
+Every denoiser in archdiff, closed-form or trained, is called the same way::
+
+    x0_hat = denoiser(x_t, alpha_bar)     # x_t: [B, *shape]; alpha_bar: float or [B]
+
+where x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) n, and the output estimates x_0 (the clean
+signal). Samplers, metrics and the report never ask which kind of denoiser they hold.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import torch
+
+
+class Denoiser(ABC):
+    """Noisy input and noise level (alpha_bar) in, estimate of the clean input out."""
+
+    @abstractmethod
+    def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+        """Estimate x_0 from x [B, *shape] at levels alpha_bar [B] (float64)."""
+
+    def __call__(self, x: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
+        return self.denoise(x, levels_of(alpha_bar, x))
+
+
+def levels_of(alpha_bar: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Broadcast a noise level (float, 0-d or [B]) to a float64 tensor [B] on x's device."""
+    ab = torch.as_tensor(alpha_bar, dtype=torch.float64, device=x.device)
+    if ab.ndim == 0:
+        ab = ab.expand(x.shape[0])
+    if ab.shape != (x.shape[0],):
+        raise ValueError(f"alpha_bar has shape {tuple(ab.shape)}, expected () or ({x.shape[0]},)")
+    if bool(((ab <= 0) | (ab > 1)).any()):
+        raise ValueError("alpha_bar must lie in (0, 1]")
+    return ab
+
+
+def per_level(
+    x: torch.Tensor, alpha_bar: torch.Tensor, fn: Callable[[torch.Tensor, float], torch.Tensor]
+) -> torch.Tensor:
+    """Apply ``fn(x_group, level)`` to each group of rows sharing one noise level."""
+    unique = torch.unique(alpha_bar)
+    if unique.numel() == 1:
+        return fn(x, float(unique))
+    out = torch.empty_like(x)
+    for level in unique:
+        rows = alpha_bar == level
+        out[rows] = fn(x[rows], float(level)).to(out.dtype)
+    return out

@@ -1,0 +1,203 @@
+"""Polynomial denoisers of degree k (paper Sec. 2.2, 3.2; Theorem 5, App. A.2).
+
+Notation:
+    y            noisy input at level a: y = sqrt(a) x + sqrt(1 - a) n, n ~ N(0, I)
+    R, b         fixed random first layer [F, D] and bias [F] (F = ``width``, 1024 by default)
+    phi(y)       features: ((R y + b) / c)^k entry-wise, c a per-feature scale; plus a constant 1
+    W            final affine layer [F + 1, D], fitted in closed form by (ridge) least squares
+    M[gamma]     data moment E[x^gamma] for a multi-index gamma (|gamma| = order)
+
+``PolynomialDenoiser`` is the paper's model: at each noise level it draws ``draws`` noisy copies of
+every training point and solves the least squares for W. With a bias, (r.y + b)^k over many random
+(r, b) spans every polynomial of degree <= k, as the paper's "infinite width" assumes.
+``normalize="column"`` divides each feature by its largest |R y + b| over the level's training inputs
+and clips to [-1, 1] before the power: x0_hat is a true degree-k polynomial of y wherever y stays in
+the training range, and bounded outside it, which keeps degree 27 free of inf/NaN.
+``normalize="sample"`` divides by each sample's own max |R y + b|, as the authors' code does.
+
+``MomentPolynomialDenoiser`` is the exact-expectation mode for low dimension: the feature basis is
+the monomials y^alpha, |alpha| <= k, and the normal equations
+    E[phi phi^T] W = E[phi x^T]
+are formed from Gaussian moments in closed form, so the fit sees the data only through M[gamma],
+|gamma| <= 2k -- which is exactly the dependence Theorem 5 states.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+
+from archdiff.denoisers.base import Denoiser, per_level
+from archdiff.denoisers.closed_form import flatten
+
+TINY = 1e-300
+
+
+def level_generator(seed: int, alpha_bar: float) -> torch.Generator:
+    """A CPU generator determined by (seed, noise level), so fits do not depend on call order."""
+    key = hash((int(seed), round(float(alpha_bar), 12))) % (2**62)
+    return torch.Generator().manual_seed(key)
+
+
+class PolynomialDenoiser(Denoiser):
+    """Random-feature polynomial denoiser, one least-squares fit per noise level (fitted lazily)."""
+
+    def __init__(
+        self,
+        data: torch.Tensor,
+        degree: int,
+        width: int = 1024,
+        draws: int = 1,
+        ridge: float = 1e-5,
+        seed: int = 0,
+        bias: bool = True,
+        normalize: str = "column",
+    ):
+        if degree < 1 or width < 1 or draws < 1:
+            raise ValueError("degree, width and draws must all be >= 1")
+        if normalize not in ("column", "sample"):
+            raise ValueError(f"normalize must be 'column' or 'sample', got {normalize!r}")
+        self.shape = tuple(data.shape[1:])
+        self.data = flatten(data).to(torch.float64)  # [N, D]
+        self.degree, self.draws, self.ridge, self.seed = degree, draws, ridge, seed
+        self.normalize = normalize
+        d = self.data.shape[1]
+        g = torch.Generator().manual_seed(seed)
+        proj = torch.randn(width, d + 1, generator=g, dtype=torch.float64)
+        self.R = (proj[:, :d] / math.sqrt(d)).to(self.data.device)  # [F, D]
+        self.b = proj[:, d].to(self.data.device) if bias else torch.zeros(width, dtype=torch.float64)
+        self.b = self.b.to(self.data.device)
+        self.fits: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}  # level -> (scale, W)
+
+    def features(self, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """phi(y) with the constant column: [B, F + 1]; ``scale`` [F] from the level's fit."""
+        z = y @ self.R.T + self.b  # [B, F]
+        if self.normalize == "sample":
+            z = z / z.abs().amax(1, keepdim=True).clamp_min(TINY)
+        else:
+            z = (z / scale).clamp(-1.0, 1.0)
+        phi = z**self.degree
+        return torch.cat([phi, torch.ones_like(phi[:, :1])], 1)
+
+    def fit_level(self, alpha_bar: float) -> None:
+        """Least-squares fit of W at one level from ``draws`` noisy copies of every training point."""
+        x = self.data.repeat(self.draws, 1)  # [N * draws, D]
+        n = torch.randn(x.shape, generator=level_generator(self.seed, alpha_bar), dtype=torch.float64)
+        y = math.sqrt(alpha_bar) * x + math.sqrt(1 - alpha_bar) * n.to(x.device)
+        scale = (y @ self.R.T + self.b).abs().amax(0).clamp_min(TINY)  # [F]
+        phi = self.features(y, scale)  # [M, F + 1]
+        self.fits[alpha_bar] = (scale, ridge_solve(phi, x, self.ridge))
+
+    def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+        def at_level(xs: torch.Tensor, a: float) -> torch.Tensor:
+            if a not in self.fits:
+                self.fit_level(a)
+            scale, w = self.fits[a]
+            y = flatten(xs).to(torch.float64)
+            return (self.features(y, scale) @ w).to(xs.dtype).reshape(xs.shape)
+
+        return per_level(x, alpha_bar, at_level)
+
+
+def ridge_solve(phi: torch.Tensor, target: torch.Tensor, ridge: float) -> torch.Tensor:
+    """argmin_W |phi W - target|^2 / M + ridge |W|^2, in float64: [F, D]."""
+    m = phi.shape[0]
+    gram = phi.T @ phi / m
+    rhs = phi.T @ target / m
+    return solve_psd(gram, rhs, ridge)
+
+
+def solve_psd(gram: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Tensor:
+    """Solve (G + ridge I) W = rhs after a Jacobi scaling of G, for a symmetric PSD G."""
+    d = gram.diagonal().clamp_min(TINY).sqrt()
+    g = gram / d[:, None] / d[None, :]
+    g = g + ridge * torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
+    w = torch.linalg.lstsq(g, rhs / d[:, None]).solution
+    return w / d[:, None]
+
+
+# --- exact-expectation (moment) mode -------------------------------------------------------------
+
+
+def monomial_exponents(dim: int, degree: int) -> list[tuple[int, ...]]:
+    """All multi-indices alpha in N^dim with |alpha| <= degree, graded order."""
+    out = []
+    for total in range(degree + 1):
+        for combo in itertools.combinations_with_replacement(range(dim), total):
+            out.append(tuple(combo.count(d) for d in range(dim)))
+    return out
+
+
+def data_moments(data: torch.Tensor, order: int) -> dict[tuple[int, ...], float]:
+    """Empirical moments M[gamma] = mean_i x_i^gamma for every |gamma| <= order."""
+    x = flatten(data).to(torch.float64)
+    return {g: float(monomials(x, [g])[:, 0].mean()) for g in monomial_exponents(x.shape[1], order)}
+
+
+def monomials(y: torch.Tensor, exponents: list[tuple[int, ...]]) -> torch.Tensor:
+    """[B, D] -> [B, len(exponents)] with entries prod_d y_d^alpha_d."""
+    e = torch.tensor(exponents, dtype=torch.float64, device=y.device)  # [P, D]
+    return torch.prod(y[:, None, :] ** e[None], dim=2)
+
+
+def gaussian_moment(j: int) -> float:
+    """E[n^j] for n ~ N(0, 1): (j - 1)!! for even j, 0 for odd j."""
+    return 0.0 if j % 2 else float(math.prod(range(j - 1, 0, -2)))
+
+
+def noisy_moment(moments: dict, gamma: tuple, delta: tuple, s: float, sigma: float) -> float:
+    """E[y^gamma x^delta] with y = s x + sigma n, from data moments M of order <= |gamma| + |delta|."""
+    total = 0.0
+    for j in itertools.product(*(range(0, g + 1, 2) for g in gamma)):
+        coeff = 1.0
+        for g, jd in zip(gamma, j):
+            coeff *= math.comb(g, jd) * s ** (g - jd) * sigma**jd * gaussian_moment(jd)
+        total += coeff * moments[tuple(g - jd + dd for g, jd, dd in zip(gamma, j, delta))]
+    return total
+
+
+class MomentPolynomialDenoiser(Denoiser):
+    """Degree-k monomial denoiser fitted from the data's moments up to order 2k, in closed form."""
+
+    def __init__(self, moments: dict, dim: int, degree: int, ridge: float = 1e-12):
+        self.moments, self.dim, self.degree, self.ridge = moments, dim, degree, ridge
+        self.exponents = monomial_exponents(dim, degree)
+        self.fits: dict[float, torch.Tensor] = {}
+
+    @classmethod
+    def from_data(cls, data: torch.Tensor, degree: int, **kw) -> MomentPolynomialDenoiser:
+        """Fit from points [N, D]: only their moments up to order 2k are kept."""
+        return cls(data_moments(data, 2 * degree), flatten(data).shape[1], degree, **kw)
+
+    def fit_level(self, alpha_bar: float) -> torch.Tensor:
+        """Solve E[phi phi^T] W = E[phi x^T] exactly at one level: W [P, D]."""
+        s, sigma = math.sqrt(alpha_bar), math.sqrt(1 - alpha_bar)
+        zero = (0,) * self.dim
+        unit = [tuple(int(i == d) for i in range(self.dim)) for d in range(self.dim)]
+        ey = {}
+        for a in self.exponents:
+            for b in self.exponents:
+                g = tuple(p + q for p, q in zip(a, b))
+                if g not in ey:
+                    ey[g] = noisy_moment(self.moments, g, zero, s, sigma)
+        gram = torch.tensor(
+            [[ey[tuple(p + q for p, q in zip(a, b))] for b in self.exponents] for a in self.exponents],
+            dtype=torch.float64,
+        )
+        rhs = torch.tensor(
+            [[noisy_moment(self.moments, a, e, s, sigma) for e in unit] for a in self.exponents],
+            dtype=torch.float64,
+        )
+        return solve_psd(gram, rhs, self.ridge)
+
+    def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+        def at_level(xs: torch.Tensor, a: float) -> torch.Tensor:
+            if a not in self.fits:
+                self.fits[a] = self.fit_level(a)
+            y = flatten(xs).to(torch.float64)
+            w = self.fits[a].to(y.device)
+            return (monomials(y, self.exponents) @ w).to(xs.dtype).reshape(xs.shape)
+
+        return per_level(x, alpha_bar, at_level)

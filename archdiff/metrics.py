@@ -1,0 +1,155 @@
+"""Metrics on sample sets. Every function takes tensors [N, *shape] and returns plain floats.
+
+Notation: x = generated samples, ref = reference samples or training set, D = prod(shape).
+- Memorization (Yoon et al. 2023; Gu et al. 2023): sample x is a *copy* when
+  |x - t_1| < |x - t_2| / 3 for its nearest and second-nearest training points t_1, t_2.
+- Sliced Wasserstein-2 over random unit directions; MMD^2 with a Gaussian kernel (median bandwidth).
+- TwoNN intrinsic dimension (Facco et al. 2017): d = (N - 1) / sum_i log(r2_i / r1_i).
+- Effective rank (Roy & Vetterli 2007): exp(entropy of the normalized singular values).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from archdiff.denoisers.closed_form import flatten
+
+COPY_RATIO = 1.0 / 3.0
+
+
+def _f64(x: torch.Tensor) -> torch.Tensor:
+    return flatten(x).to(torch.float64)
+
+
+def mean_error(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> float:
+    """|mean(x) - mean| / sqrt(tr cov): for n draws of N(mean, cov) its RMS is 1 / sqrt(n)."""
+    m = _f64(x).mean(0)
+    return float((m - mean.reshape(-1).to(m)).norm() / cov.to(m).trace().sqrt())
+
+
+def covariance_error_scale(cov: torch.Tensor, n: int) -> float:
+    """RMS of ``covariance_error`` for n Gaussian draws: sqrt((tr(S)^2 + tr(S^2)) / n) / |S|_F."""
+    c = cov.to(torch.float64)
+    fro2 = float((c * c).sum())
+    return math.sqrt((float(c.trace()) ** 2 + fro2) / n / fro2)
+
+
+def covariance(x: torch.Tensor) -> torch.Tensor:
+    """Empirical (1/N) covariance [D, D] in float64."""
+    f = _f64(x)
+    c = f - f.mean(0)
+    return c.T @ c / f.shape[0]
+
+
+def covariance_error(x: torch.Tensor, cov: torch.Tensor) -> float:
+    """Relative Frobenius error |Cov(x) - cov|_F / |cov|_F."""
+    target = cov.to(torch.float64).to(x.device)
+    return float((covariance(x) - target).norm() / target.norm())
+
+
+def pairwise_nn(x: torch.Tensor, ref: torch.Tensor, k: int = 2, chunk: int = 1024):
+    """Distances [N, k] and indices [N, k] of each x's k nearest points in ref."""
+    a, b = _f64(x), _f64(ref).to(x.device)
+    dists, idx = [], []
+    for rows in a.split(chunk):
+        d = torch.cdist(rows, b)
+        v, i = d.topk(min(k, b.shape[0]), dim=1, largest=False)
+        dists.append(v)
+        idx.append(i)
+    return torch.cat(dists), torch.cat(idx)
+
+
+def copy_mask(x: torch.Tensor, train: torch.Tensor, ratio: float = COPY_RATIO) -> torch.Tensor:
+    """Bool [N]: sample is a copy (nearest training point < ratio * second nearest)."""
+    d, _ = pairwise_nn(x, train, k=2)
+    return d[:, 0] < ratio * d[:, 1]
+
+
+def copy_fraction(x: torch.Tensor, train: torch.Tensor, ratio: float = COPY_RATIO) -> float:
+    """Fraction of samples that are copies of a training point."""
+    return float(copy_mask(x, train, ratio).double().mean())
+
+
+def nn_distance(x: torch.Tensor, train: torch.Tensor) -> float:
+    """Median distance from a sample to its nearest training point, per sqrt(D) (an RMS)."""
+    d, _ = pairwise_nn(x, train, k=1)
+    return float(d[:, 0].median() / math.sqrt(_f64(x).shape[1]))
+
+
+def paired_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample L2 distance [N] between two runs from the same noise."""
+    return (_f64(a) - _f64(b).to(a.device)).norm(dim=1)
+
+
+def sliced_wasserstein(
+    a: torch.Tensor, b: torch.Tensor, n_proj: int = 256, seed: int = 0, n_quantiles: int = 256
+) -> float:
+    """Sliced Wasserstein-2 distance between two sample sets (sizes may differ)."""
+    x, y = _f64(a), _f64(b).to(a.device)
+    g = torch.Generator().manual_seed(seed)
+    dirs = torch.randn(x.shape[1], n_proj, generator=g, dtype=torch.float64).to(x.device)
+    dirs = dirs / dirs.norm(dim=0)
+    q = torch.linspace(0, 1, n_quantiles, dtype=torch.float64, device=x.device)
+    px, py = torch.quantile(x @ dirs, q, dim=0), torch.quantile(y @ dirs, q, dim=0)
+    return float(((px - py) ** 2).mean().sqrt())
+
+
+def mmd(a: torch.Tensor, b: torch.Tensor, bandwidth: float | None = None) -> float:
+    """Biased MMD^2 with a Gaussian kernel; bandwidth = median pairwise distance if not given."""
+    x, y = _f64(a), _f64(b).to(a.device)
+    z = torch.cat([x, y])
+    d2 = torch.cdist(z, z) ** 2
+    h2 = float(d2.median()) if bandwidth is None else bandwidth**2
+    k = torch.exp(-d2 / max(h2, 1e-12))
+    n = x.shape[0]
+    return float(k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean())
+
+
+def intrinsic_dimension(x: torch.Tensor, decimals: int = 6) -> float:
+    """TwoNN estimate of intrinsic dimension, after removing duplicate points."""
+    pts = torch.unique(torch.round(_f64(x), decimals=decimals), dim=0)
+    if pts.shape[0] < 3:
+        return 0.0
+    d = torch.cdist(pts, pts)
+    d.fill_diagonal_(float("inf"))
+    r = d.topk(2, dim=1, largest=False).values
+    mu = (r[:, 1] / r[:, 0].clamp_min(1e-300)).clamp_min(1.0 + 1e-12)
+    return float((pts.shape[0] - 1) / torch.log(mu).sum())
+
+
+def singular_values(x: torch.Tensor) -> torch.Tensor:
+    """Singular values of the centred samples, scaled so their squares are covariance eigenvalues."""
+    f = _f64(x)
+    return torch.linalg.svdvals((f - f.mean(0)) / math.sqrt(f.shape[0]))
+
+
+def numerical_rank(x: torch.Tensor, rtol: float = 1e-4) -> int:
+    """Number of covariance eigenvalues above rtol times the largest."""
+    ev = singular_values(x) ** 2
+    return int((ev > rtol * ev[0]).sum())
+
+
+def effective_rank(x: torch.Tensor) -> float:
+    """Roy-Vetterli effective rank of the centred samples."""
+    s = singular_values(x)
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def high_frequency_energy(images: torch.Tensor, cutoff: float = 0.25) -> float:
+    """Fraction of spectral energy above ``cutoff`` cycles/pixel (radius; Nyquist is 0.5).
+
+    images: [N, C, H, W] (or [N, H, W]); the per-image mean is removed first.
+    """
+    x = images.to(torch.float64)
+    if x.ndim == 3:
+        x = x[:, None]
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(x).abs() ** 2  # [N, C, H, W]
+    fy = torch.fft.fftfreq(x.shape[-2], device=x.device)[:, None]
+    fx = torch.fft.fftfreq(x.shape[-1], device=x.device)[None, :]
+    high = (fy**2 + fx**2).sqrt() > cutoff
+    return float(power[..., high].sum() / power.sum().clamp_min(1e-300))
