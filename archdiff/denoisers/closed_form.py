@@ -43,8 +43,7 @@ class EmpiricalOptimal(Denoiser):
         s = alpha_bar.sqrt()[:, None]  # [B, 1]
         var = (1 - alpha_bar).clamp_min(MIN_VARIANCE)[:, None]
         out = []
-        for rows in range(0, y.shape[0], self.chunk):
-            yb, sb, vb = y[rows : rows + self.chunk], s[rows : rows + self.chunk], var[rows : rows + self.chunk]
+        for yb, sb, vb in zip(y.split(self.chunk), s.split(self.chunk), var.split(self.chunk)):
             # |y - s x_i|^2 up to the term |y|^2, which the softmax ignores: [b, N]
             logits = (2 * sb * (yb @ self.points.T) - sb**2 * self.sq_norms) / (2 * vb)
             out.append(torch.softmax(logits, dim=1) @ self.points)
