@@ -63,23 +63,12 @@ class PolynomialDenoiser(Denoiser):
         self.data = flatten(data).to(torch.float64)  # [N, D]
         self.degree, self.draws, self.ridge, self.seed = degree, draws, ridge, seed
         self.normalize = normalize
-        d = self.data.shape[1]
-        g = torch.Generator().manual_seed(seed)
-        proj = torch.randn(width, d + 1, generator=g, dtype=torch.float64)
-        self.R = (proj[:, :d] / math.sqrt(d)).to(self.data.device)  # [F, D]
-        self.b = proj[:, d].to(self.data.device) if bias else torch.zeros(width, dtype=torch.float64)
-        self.b = self.b.to(self.data.device)
+        self.R, self.b = random_layer(self.data.shape[1], width, seed, bias, self.data.device)  # [F, D], [F]
         self.fits: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}  # level -> (scale, W)
 
     def features(self, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """phi(y) with the constant column: [B, F + 1]; ``scale`` [F] from the level's fit."""
-        z = y @ self.R.T + self.b  # [B, F]
-        if self.normalize == "sample":
-            z = z / z.abs().amax(1, keepdim=True).clamp_min(TINY)
-        else:
-            z = (z / scale).clamp(-1.0, 1.0)
-        phi = z**self.degree
-        return torch.cat([phi, torch.ones_like(phi[:, :1])], 1)
+        return power_features(y @ self.R.T + self.b, scale, self.degree, self.normalize)
 
     def fit_level(self, alpha_bar: float) -> None:
         """Least-squares fit of W at one level from ``draws`` noisy copies of every training point."""
@@ -101,21 +90,52 @@ class PolynomialDenoiser(Denoiser):
         return per_level(x, alpha_bar, at_level)
 
 
-def ridge_solve(phi: torch.Tensor, target: torch.Tensor, ridge: float) -> torch.Tensor:
-    """argmin_W |phi W - target|^2 / M + ridge |W|^2, in float64: [F, D]."""
-    m = phi.shape[0]
-    gram = phi.T @ phi / m
-    rhs = phi.T @ target / m
-    return solve_psd(gram, rhs, ridge)
+def random_layer(dim: int, width: int, seed: int, bias: bool = True, device=None):
+    """The fixed first layer from ``seed``: R [F, D] with N(0, 1/D) entries, b [F] N(0, 1) (or zeros)."""
+    g = torch.Generator().manual_seed(seed)
+    proj = torch.randn(width, dim + 1, generator=g, dtype=torch.float64)
+    b = proj[:, dim] if bias else torch.zeros(width, dtype=torch.float64)
+    return (proj[:, :dim] / math.sqrt(dim)).to(device), b.to(device)
 
 
-def solve_psd(gram: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Tensor:
-    """Solve (G + ridge I) W = rhs after a Jacobi scaling of G, for a symmetric PSD G."""
-    d = gram.diagonal().clamp_min(TINY).sqrt()
-    g = gram / d[:, None] / d[None, :]
-    g = g + ridge * torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
-    w = torch.linalg.lstsq(g, rhs / d[:, None]).solution
-    return w / d[:, None]
+def power_features(z: torch.Tensor, scale: torch.Tensor | None, degree: int, normalize: str) -> torch.Tensor:
+    """phi = (z / c)^k with a constant column appended: [..., F] -> [..., F + 1].
+
+    ``normalize="column"``: c = ``scale`` (broadcast against z), then clipped to [-1, 1];
+    ``"sample"``: c = each row's own max |z| (``scale`` unused).
+    """
+    if normalize == "sample":
+        z = z / z.abs().amax(-1, keepdim=True).clamp_min(TINY)
+    else:
+        z = (z / scale).clamp(-1.0, 1.0)
+    phi = z**degree
+    return torch.cat([phi, torch.ones_like(phi[..., :1])], -1)
+
+
+def ridge_solve(phi: torch.Tensor, target: torch.Tensor, ridge: float, method: str = "lstsq") -> torch.Tensor:
+    """argmin_W |phi W - target|^2 / M + ridge |W|^2, in float64: [..., F, D] (batched over leading dims)."""
+    m = phi.shape[-2]
+    gram = phi.mT @ phi / m
+    rhs = phi.mT @ target / m
+    return solve_psd(gram, rhs, ridge, method)
+
+
+def solve_psd(gram: torch.Tensor, rhs: torch.Tensor, ridge: float, method: str = "lstsq") -> torch.Tensor:
+    """Solve (G + ridge I) W = rhs after a Jacobi scaling of G, for symmetric PSD G [..., F, F].
+
+    ``method="lstsq"`` (the default) or ``"cholesky"`` (faster, batched on GPU; the ridge makes the
+    scaled system positive definite, its smallest eigenvalue >= ridge).
+    """
+    d = gram.diagonal(dim1=-2, dim2=-1).clamp_min(TINY).sqrt()  # [..., F]
+    g = gram / d[..., :, None] / d[..., None, :]
+    g = g + ridge * torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+    if method == "cholesky":
+        w = torch.cholesky_solve(rhs / d[..., :, None], torch.linalg.cholesky(g))
+    elif method == "lstsq":
+        w = torch.linalg.lstsq(g, rhs / d[..., :, None]).solution
+    else:
+        raise ValueError(f"method must be 'lstsq' or 'cholesky', got {method!r}")
+    return w / d[..., :, None]
 
 
 # --- exact-expectation (moment) mode -------------------------------------------------------------
