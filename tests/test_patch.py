@@ -1,0 +1,109 @@
+"""Patch polynomial denoiser: equal to a plain per-pixel loop, to the global model at p = H, contract."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from archdiff.denoisers import PolynomialDenoiser
+from archdiff.denoisers.patch import PAPER_PATCHES, PatchPolynomialDenoiser, axis_groups, scaled_schedule
+from archdiff.denoisers.polynomial import level_generator, power_features, random_layer, ridge_solve
+
+LEVEL = 0.37
+
+
+def per_pixel_estimate(
+    data: torch.Tensor, y: torch.Tensor, alpha_bar: float, p: int, width: int, *, degree: int = 3,
+    ridge: float = 1e-5, seed: int = 0, normalize: str = "column", pixels=None,
+) -> torch.Tensor:
+    """Reference: loop over pixels, fit the clamped patch's regression, predict the pixel: [B, C, #pixels].
+
+    ``pixels`` lists (i, j); all pixels by default. Written independently of the vectorized code: no
+    classes, no batching, the global model's lstsq solver.
+    """
+    x = data.to(torch.float64)
+    n, c, h, w = x.shape
+    noise = torch.randn(n, c * h * w, generator=level_generator(seed, alpha_bar), dtype=torch.float64)
+    noisy = math.sqrt(alpha_bar) * x + math.sqrt(1 - alpha_bar) * noise.reshape(x.shape)
+    r, b = random_layer(c * p * p, width, seed)
+    y = y.to(torch.float64)
+    pixels = pixels if pixels is not None else [(i, j) for i in range(h) for j in range(w)]
+    out = []
+    for i, j in pixels:
+        u, v = min(max(i - p // 2, 0), h - p), min(max(j - p // 2, 0), w - p)
+        z = noisy[:, :, u:u + p, v:v + p].reshape(n, -1) @ r.T + b  # [N, F]
+        scale = z.abs().amax(0).clamp_min(1e-300)
+        weights = ridge_solve(power_features(z, scale, degree, normalize), x[:, :, i, j], ridge)  # [F + 1, C]
+        zq = y[:, :, u:u + p, v:v + p].reshape(y.shape[0], -1) @ r.T + b
+        out.append(power_features(zq, scale, degree, normalize) @ weights)  # [B, C]
+    return torch.stack(out, -1)
+
+
+def images(n: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
+    """Smooth-ish random images in [-1, 1] (a random low-frequency field plus a little noise)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, c, 3, 3, generator=g)
+    up = torch.nn.functional.interpolate(base, size=(h, w), mode="bilinear", align_corners=True)
+    return (up + 0.2 * torch.randn(n, c, h, w, generator=g)).tanh()
+
+
+@pytest.mark.parametrize("h, w, p", [(8, 8, 3), (8, 8, 4), (8, 8, 5), (8, 8, 8), (9, 7, 6), (10, 10, 1)])
+@pytest.mark.parametrize("normalize", ["column", "sample"])
+def test_vectorized_equals_per_pixel_loop(h, w, p, normalize):
+    data = images(40, 2, h, w, seed=1)
+    noise = torch.randn(3, 2, h, w, generator=torch.Generator().manual_seed(0))
+    y = (math.sqrt(LEVEL) * images(3, 2, h, w, seed=2) + math.sqrt(1 - LEVEL) * noise).double()
+    # a small chunk budget so that classes are split over several chunks
+    den = PatchPolynomialDenoiser(data, [(p, 12)], seed=5, normalize=normalize, max_chunk_bytes=200_000)
+    ref = per_pixel_estimate(data, y, LEVEL, p, 12, seed=5, normalize=normalize)
+    torch.testing.assert_close(den(y, LEVEL).reshape(3, 2, -1), ref, rtol=1e-9, atol=1e-9)
+
+
+def test_full_patch_equals_global_polynomial():
+    data = images(60, 3, 6, 6, seed=3)
+    y = torch.randn(5, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    glob = PolynomialDenoiser(data, 3, width=48, seed=7)
+    patch = PatchPolynomialDenoiser(data, [(6, 48)], seed=7)
+    for a in (0.05, LEVEL, 0.9):
+        torch.testing.assert_close(patch(y, a), glob(y, a), rtol=1e-5, atol=1e-5)
+
+
+def test_axis_groups_serve_every_pixel_once_from_its_clamped_patch():
+    for size, p in [(10, 3), (10, 4), (10, 10), (7, 1), (64, 55)]:
+        served = torch.cat([px.reshape(-1) for _, px in axis_groups(size, p)])
+        assert sorted(served.tolist()) == list(range(size))
+        for starts, px in axis_groups(size, p):
+            owner = (px - p // 2).clamp(0, size - p)
+            assert torch.equal(owner, starts[:, None].expand_as(px))
+
+
+def test_schedule_lookup_and_scaling():
+    assert [p for p, _ in scaled_schedule(64)] == list(PAPER_PATCHES)
+    ps = [p for p, _ in scaled_schedule(25)]
+    assert ps[0] == 25 and all(p % 2 == 1 and 3 <= p <= 25 for p in ps) and ps == sorted(ps, reverse=True)
+    data = images(30, 1, 6, 6, seed=4)
+    levels = [0.1, 0.5, 0.9]
+    den = PatchPolynomialDenoiser(data, [(6, 8), (4, 8), (2, 8)], levels=levels)
+    assert [den.step(a) for a in (0.1, 0.45, 0.52, 0.99)] == [0, 1, 1, 2]
+    y = torch.randn(2, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    single = PatchPolynomialDenoiser(data, [(4, 8)])
+    torch.testing.assert_close(den(y, 0.5), single(y, 0.5))
+
+
+def test_denoiser_contract_and_determinism():
+    data = images(30, 2, 7, 7, seed=6)
+    y = torch.randn(4, 2, 7, 7, generator=torch.Generator().manual_seed(3))
+    levels = torch.tensor([0.2, 0.7, 0.2, 0.7], dtype=torch.float64)
+    make = lambda seed: PatchPolynomialDenoiser(data, [(5, 10), (3, 10)], levels=[0.2, 0.7], seed=seed)  # noqa: E731
+    den = make(0)
+    out = den(y, levels)
+    assert out.shape == y.shape and out.dtype == y.dtype and torch.isfinite(out).all()
+    torch.testing.assert_close(out[:2], torch.cat([den(y[:1], 0.2), den(y[1:2], 0.7)]))
+    assert torch.equal(make(0)(y, levels), out)
+    assert not torch.allclose(make(1)(y, levels), out)
+    with pytest.raises(ValueError):
+        PatchPolynomialDenoiser(data, [(8, 10)])
+    with pytest.raises(ValueError):
+        PatchPolynomialDenoiser(data, [(5, 10), (3, 10)])
