@@ -303,7 +303,8 @@ class _Run:
         else:
             level = self.levels[:, None].expand(idx.shape)  # [L, b]
         if self.config.antithetic:
-            x0, noise, level = torch.cat([x0, x0], 1), torch.cat([noise, -noise], 1), torch.cat([level, level], 1)
+            x0, noise, level = (torch.cat([x0, x0], 1), torch.cat([noise, -noise], 1),
+                                torch.cat([level, level], 1))
         shape = (*level.shape, *([1] * (x0.ndim - 2)))
         a = level.reshape(shape)
         x_t = (a.sqrt() * x0 + (1 - a).sqrt() * noise).to(torch.float32)
@@ -325,7 +326,8 @@ class _Run:
             for group in self.opt.param_groups:
                 group["lr"] = self._lr(epoch * self.steps_per_epoch + step)
             x_t, x0, level = self._batch(step, perms)
-            with torch.autocast(self.device.type, dtype=_AMP[self.precision], enabled=self.precision != "fp32"):
+            amp = self.precision != "fp32"
+            with torch.autocast(self.device.type, dtype=_AMP[self.precision], enabled=amp):
                 out = self.nets(x_t, level)
             per_level = (out.float() - x0).square().flatten(1).mean(1)  # [L]
             self.opt.zero_grad(set_to_none=True)
@@ -397,8 +399,9 @@ def _try_resume(run: _Run, out: Path, cfg: dict) -> int:
     if not (ckpt.exists() and cfg_file.exists()):
         return 0
     saved = json.loads(cfg_file.read_text())
-    if _comparable(saved) != _comparable(cfg):
-        diff = [k for k in ("net", "train", "shape", "data") if _comparable(saved).get(k) != _comparable(cfg)[k]]
+    old, new = _comparable(saved), _comparable(cfg)
+    if old != new:
+        diff = [k for k in ("net", "train", "shape", "data") if old.get(k) != new[k]]
         raise ValueError(f"cannot resume from {out}: its saved config differs in {', '.join(diff)}")
     tensors, _ = read_safetensors(ckpt)
     return run.restore(tensors)
@@ -406,13 +409,13 @@ def _try_resume(run: _Run, out: Path, cfg: dict) -> int:
 
 def _write_outputs(run: _Run, out: Path, cfg: dict, final: bool) -> None:
     write_safetensors(out / CHECKPOINT_FILE, run.checkpoint_tensors())
-    _write_losses(out, torch.stack(run.losses), run.levels)
+    _write_losses(out, torch.stack(run.losses), run.levels, plot=final)
     if final:
         write_safetensors(out / MODEL_FILE, run.nets.state())
 
 
-def _write_losses(out: Path, losses: torch.Tensor, levels: torch.Tensor) -> None:
-    """losses.csv (epoch, mean, one column per level) and losses.png (mean and per-level curves)."""
+def _write_losses(out: Path, losses: torch.Tensor, levels: torch.Tensor, plot: bool) -> None:
+    """losses.csv (epoch, mean, one column per level) and, if ``plot``, losses.png (mean over levels)."""
     from archdiff import plots
 
     names = [f"loss_a{a:.6g}" for a in levels.tolist()] if levels.numel() else ["loss"]
@@ -420,6 +423,8 @@ def _write_losses(out: Path, losses: torch.Tensor, levels: torch.Tensor) -> None
     for e, row in enumerate(losses.tolist()):
         rows.append(f"{e + 1},{sum(row) / len(row):.8g}," + ",".join(f"{v:.8g}" for v in row))
     (out / "losses.csv").write_text("\n".join(rows) + "\n")
+    if not plot:
+        return
     epochs = list(range(1, losses.shape[0] + 1))
     plots.line_plot(out / "losses.png", epochs, {"mean over levels": losses.mean(1).tolist()},
                     "epoch", "MSE (x_0 prediction)", logy=True)
