@@ -91,7 +91,7 @@ def sliced_wasserstein(
     g = torch.Generator().manual_seed(seed)
     dirs = torch.randn(x.shape[1], n_proj, generator=g, dtype=torch.float64).to(x.device)
     dirs = dirs / dirs.norm(dim=0)
-    q = torch.linspace(0, 1, n_quantiles, dtype=torch.float64, device=x.device)
+    q = (torch.arange(n_quantiles, dtype=torch.float64, device=x.device) + 0.5) / n_quantiles
     px, py = torch.quantile(x @ dirs, q, dim=0), torch.quantile(y @ dirs, q, dim=0)
     return float(((px - py) ** 2).mean().sqrt())
 
