@@ -1,0 +1,61 @@
+"""The runner owns run folders: atomic finish, skip of finished runs, summary and report."""
+
+import json
+
+import pytest
+
+from archdiff import plots, runner
+from archdiff.experiments import Claim, Experiment, Result
+from archdiff.experiments.base import UserError
+
+
+def _tiny(fail: bool = False) -> Experiment:
+    def run(ctx):
+        if fail:
+            raise RuntimeError("boom")
+        import torch
+
+        plots.line_plot(ctx.out / "line.png", [1, 2], {"a": [1.0, 2.0]}, "x", "y")
+        value = float(torch.tensor(ctx.config["value"]))
+        return Result({"value": value}, [Claim.at_most("small", "value is small", value, 1.0)], ["line.png"])
+
+    return Experiment("tiny", "a tiny experiment", "the paper says", {"quick": {"value": 0.5},
+                      "paper": {"value": 2.0}}, run)
+
+
+def test_claim_holds_is_computed():
+    assert Claim.at_most("a", "s", 1.0, 2.0).holds and not Claim.at_most("a", "s", 3.0, 2.0).holds
+    assert Claim.at_least("a", "s", 3.0, 2.0).holds and not Claim.at_least("a", "s", 1.0, 2.0).holds
+
+
+def test_failed_run_leaves_no_finished_folder_and_keeps_the_previous_result(tmp_path):
+    runner.run_experiment(_tiny(), out=tmp_path, progress=False)
+    before = (tmp_path / "tiny" / "metrics.json").read_text()
+    with pytest.raises(RuntimeError):
+        runner.run_experiment(_tiny(fail=True), out=tmp_path, progress=False)
+    assert runner.is_finished(tmp_path / "tiny")
+    assert (tmp_path / "tiny" / "metrics.json").read_text() == before
+    assert not runner.is_finished(tmp_path / ".tiny.partial")
+
+
+def test_scales_and_devices_are_checked(tmp_path):
+    with pytest.raises(UserError):
+        runner.run_experiment(_tiny(), "huge", out=tmp_path)
+    with pytest.raises(UserError):
+        runner.resolve_device("tpu")
+
+
+def test_reproduce_writes_summary_and_report_then_skips(tmp_path, monkeypatch):
+    import archdiff.experiments as ex
+
+    monkeypatch.setattr(ex, "registry", lambda: {"tiny": _tiny()})
+    logs = []
+    summary = runner.reproduce(out=tmp_path, log=logs.append)
+    assert summary["claims_total"] == 1 and summary["claims_holding"] == 1
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    html = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "the paper says" in html
+    runner.reproduce(out=tmp_path, log=logs.append)
+    assert logs[-1].startswith("[skip] tiny")
+    summary = runner.reproduce("paper", out=tmp_path, log=logs.append)  # another scale reruns
+    assert logs[-1].startswith("[run]") and summary["claims_holding"] == 0
