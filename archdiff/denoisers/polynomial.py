@@ -130,12 +130,45 @@ def solve_psd(gram: torch.Tensor, rhs: torch.Tensor, ridge: float, method: str =
     g = gram / d[..., :, None] / d[..., None, :]
     g = g + ridge * torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
     if method == "cholesky":
-        w = torch.cholesky_solve(rhs / d[..., :, None], torch.linalg.cholesky(g))
+        w = torch.cholesky_solve(rhs / d[..., :, None], cholesky(g))
     elif method == "lstsq":
         w = torch.linalg.lstsq(g, rhs / d[..., :, None]).solution
     else:
         raise ValueError(f"method must be 'lstsq' or 'cholesky', got {method!r}")
     return w / d[..., :, None]
+
+
+def ridge_solve_batched(phi: torch.Tensor, target: torch.Tensor, ridge: float) -> torch.Tensor:
+    """``ridge_solve`` for batches phi [..., M, F], target [..., M, D] by Cholesky: W [..., F, D].
+
+    With F <= M it solves the F x F normal equations; otherwise the M x M dual ones,
+    W = D^-1 Psi^T (Psi Psi^T + ridge I)^-1 target / sqrt(M), Psi = phi D^-1 / sqrt(M), D the Jacobi
+    scaling of ``solve_psd`` -- the same minimizer (push-through identity), at a cost set by min(F, M).
+    """
+    m, f = phi.shape[-2:]
+    if f <= m:
+        return ridge_solve(phi, target, ridge, method="cholesky")
+    d = (phi.square().sum(-2) / m).clamp_min(TINY).sqrt()  # [..., F] = sqrt(diag(phi^T phi / M))
+    psi = phi / (d[..., None, :] * math.sqrt(m))  # [..., M, F]
+    k = psi @ psi.mT + ridge * torch.eye(m, dtype=phi.dtype, device=phi.device)  # [..., M, M]
+    a = torch.cholesky_solve(target / math.sqrt(m), cholesky(k))  # [..., M, D]
+    return psi.mT @ a / d[..., :, None]
+
+
+def cholesky(g: torch.Tensor) -> torch.Tensor:
+    """Lower Cholesky factor of SPD matrices [..., F, F].
+
+    Batches on the CPU are factored single-threaded: torch's threaded batched potrf was measured to
+    stall for tens of seconds when the cores are shared with other processes, and gains little anyway.
+    """
+    if g.device.type != "cpu" or g.ndim == 2:
+        return torch.linalg.cholesky(g)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.cholesky(g)
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- exact-expectation (moment) mode -------------------------------------------------------------
