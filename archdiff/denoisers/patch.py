@@ -39,7 +39,13 @@ import torch
 
 from archdiff.denoisers.base import Denoiser, per_level
 from archdiff.denoisers.closed_form import flatten
-from archdiff.denoisers.polynomial import TINY, level_generator, power_features, random_layer, solve_psd
+from archdiff.denoisers.polynomial import (
+    TINY,
+    level_generator,
+    power_features,
+    random_layer,
+    ridge_solve_batched,
+)
 
 PAPER_PATCHES = (64, 55, 45, 35, 27, 21, 15, 11, 7, 3)  # patch size per step of 10, for 64 x 64 images
 PAPER_WIDTHS = (1024, 1024, 512, 256, 128, 128, 64, 32, 16, 8)  # feature count F per step
@@ -180,9 +186,8 @@ class PatchPolynomialDenoiser(Denoiser):
             z = patches(y, blk.u, blk.v, p) @ r.T + b  # [Q, N, F]
             scale = z.abs().amax(1, keepdim=True).clamp_min(TINY)  # [Q, 1, F]
             phi = power_features(z, scale, self.degree, self.normalize)  # [Q, N, F + 1]
-            gram = phi.mT @ phi / phi.shape[1]  # [Q, F + 1, F + 1]
-            rhs = phi.mT @ blk.pixels(x) / phi.shape[1]  # [Q, F + 1, C r c]
-            fits.append((blk, scale, solve_psd(gram, rhs, self.ridge, method="cholesky")))
+            w = ridge_solve_batched(phi, blk.pixels(x), self.ridge)  # [Q, F + 1, C r c]
+            fits.append((blk, scale, w))
         self.fits[alpha_bar] = (i, fits)
 
     def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
