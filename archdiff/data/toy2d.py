@@ -20,7 +20,7 @@ import torch
 R3, S3 = 2.0, 0.35
 # 2GMM: equal weights, means at +-(D2, 0); the component covariance is what remains of the
 # 3GMM's covariance after the between-means part diag(D2^2, 0): diag(S3^2 + R3^2/2 - D2^2, same + D2^2).
-D2 = 1.2
+D2 = 1.35
 TOTAL_VAR = S3**2 + R3**2 / 2
 
 
