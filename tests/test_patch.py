@@ -23,31 +23,38 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def per_pixel_estimate(
-    data: torch.Tensor, y: torch.Tensor, alpha_bar: float, p: int, width: int, *, degree: int = 3,
-    ridge: float = 1e-5, seed: int = 0, normalize: str = "column", pixels=None,
-) -> torch.Tensor:
-    """Reference: loop over pixels, fit the clamped patch's regression, predict the pixel: [B, C, #pixels].
-
-    ``pixels`` lists (i, j); all pixels by default. Written independently of the vectorized code: no
-    classes, no batching, the global model's lstsq solver.
-    """
+def reference_inputs(data: torch.Tensor, alpha_bar: float, p: int, width: int, seed: int = 0):
+    """What every pixel's fit reads: clean images, their noisy copies (the global model's draw), R and b."""
     x = data.to(torch.float64)
-    n, c, h, w = x.shape
-    noise = torch.randn(n, c * h * w, generator=level_generator(seed, alpha_bar), dtype=torch.float64)
+    g = level_generator(seed, alpha_bar)
+    noise = torch.randn(x.shape[0], x[0].numel(), generator=g, dtype=torch.float64)
     noisy = math.sqrt(alpha_bar) * x + math.sqrt(1 - alpha_bar) * noise.to(x.device).reshape(x.shape)
-    r, b = random_layer(c * p * p, width, seed, device=x.device)
-    y = y.to(x.device, torch.float64)
-    pixels = pixels if pixels is not None else [(i, j) for i in range(h) for j in range(w)]
-    out = []
-    for i, j in pixels:
-        u, v = min(max(i - p // 2, 0), h - p), min(max(j - p // 2, 0), w - p)
-        z = noisy[:, :, u:u + p, v:v + p].reshape(n, -1) @ r.T + b  # [N, F]
-        scale = z.abs().amax(0).clamp_min(1e-300)
-        weights = ridge_solve(power_features(z, scale, degree, normalize), x[:, :, i, j], ridge)  # [F + 1, C]
-        zq = y[:, :, u:u + p, v:v + p].reshape(y.shape[0], -1) @ r.T + b
-        out.append(power_features(zq, scale, degree, normalize) @ weights)  # [B, C]
-    return torch.stack(out, -1)
+    r, b = random_layer(x.shape[1] * p * p, width, seed, device=x.device)
+    return x, noisy, r, b
+
+
+def pixel_estimate(inputs, y: torch.Tensor, i: int, j: int, p: int, *, degree: int = 3, ridge: float = 1e-5,
+                   normalize: str = "column") -> torch.Tensor:
+    """Fit pixel (i, j)'s regression on its clamped patch alone and predict it for y: [B, C]."""
+    x, noisy, r, b = inputs
+    h, w = x.shape[2:]
+    u, v = min(max(i - p // 2, 0), h - p), min(max(j - p // 2, 0), w - p)
+    z = noisy[:, :, u:u + p, v:v + p].reshape(x.shape[0], -1) @ r.T + b  # [N, F]
+    scale = z.abs().amax(0).clamp_min(1e-300)
+    weights = ridge_solve(power_features(z, scale, degree, normalize), x[:, :, i, j], ridge)  # [F + 1, C]
+    zq = y[:, :, u:u + p, v:v + p].to(x).reshape(y.shape[0], -1) @ r.T + b  # [B, F]
+    return power_features(zq, scale, degree, normalize) @ weights
+
+
+def per_pixel_estimate(data: torch.Tensor, y: torch.Tensor, alpha_bar: float, p: int, width: int, *,
+                       seed: int = 0, **kw) -> torch.Tensor:
+    """Reference: loop over every pixel, fit its patch's regression, predict it: [B, C, H W].
+
+    Written independently of the vectorized code: no classes, no batching, the global model's lstsq.
+    """
+    inputs = reference_inputs(data, alpha_bar, p, width, seed)
+    h, w = data.shape[2:]
+    return torch.stack([pixel_estimate(inputs, y, i, j, p, **kw) for i in range(h) for j in range(w)], -1)
 
 
 def images(n: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:

@@ -169,7 +169,7 @@ class PatchPolynomialDenoiser(Denoiser):
     def chunk(self, p: int, f: int) -> int:
         """Patches per chunk so that the chunk's float64 working set stays under max_chunk_bytes."""
         n, c = self.data.shape[:2]
-        per_patch = 8 * (n * (3 * c * p * p + 3 * (f + 1)) + 2 * (f + 1) ** 2)
+        per_patch = 8 * (n * (3 * c * p * p + 3 * (f + 1)) + 3 * min(f + 1, n) ** 2)  # bounds measured peaks
         return max(1, self.max_chunk_bytes // per_patch)
 
     def fit_level(self, alpha_bar: float) -> None:
