@@ -78,13 +78,15 @@ def test_vectorized_equals_per_pixel_loop(h, w, p, normalize, width):
     torch.testing.assert_close(den(y, LEVEL).reshape(3, 2, -1), ref, rtol=1e-9, atol=1e-9)
 
 
-def test_full_patch_equals_global_polynomial():
+@pytest.mark.parametrize("width", [48, 100])
+def test_full_patch_equals_global_polynomial(width):
+    """One patch covering the image is the global model: same R, b, noise draw, features and fit."""
     data = images(60, 3, 6, 6, seed=3)
-    y = torch.randn(5, 3, 6, 6, generator=torch.Generator().manual_seed(1))
-    glob = PolynomialDenoiser(data, 3, width=48, seed=7)
-    patch = PatchPolynomialDenoiser(data, [(6, 48)], seed=7)
+    y = torch.randn(5, 3, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    glob = PolynomialDenoiser(data, 3, width=width, seed=7)
+    patch = PatchPolynomialDenoiser(data, [(6, width)], seed=7)
     for a in (0.05, LEVEL, 0.9):
-        torch.testing.assert_close(patch(y, a), glob(y, a), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(patch(y, a), glob(y, a), rtol=1e-8, atol=1e-8)
 
 
 def test_axis_groups_serve_every_pixel_once_from_its_clamped_patch():
