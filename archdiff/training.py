@@ -305,9 +305,8 @@ class _Run:
         if self.config.antithetic:
             x0, noise, level = (torch.cat([x0, x0], 1), torch.cat([noise, -noise], 1),
                                 torch.cat([level, level], 1))
-        shape = (*level.shape, *([1] * (x0.ndim - 2)))
-        a = level.reshape(shape)
-        x_t = (a.sqrt() * x0 + (1 - a).sqrt() * noise).to(torch.float32)
+        a = level.reshape(*level.shape, *([1] * (x0.ndim - 2)))
+        x_t = a.sqrt().float() * x0 + (1 - a).sqrt().float() * noise  # coefficients in float64, then fp32
         return x_t, x0, level
 
     def _lr(self, step: int) -> float:
