@@ -23,8 +23,9 @@ class BatchNormMLP(nn.Module):
     def __init__(self, dim: int = 2, hidden: int = 8, level_input: bool = False):
         super().__init__()
         self.level_input = level_input
-        self.body = nn.Sequential(nn.Linear(dim + level_input, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(),
-                                  nn.Linear(hidden, dim))
+        # no bias before BN: its gradient is mathematically 0 and Adam would amplify round-off into steps
+        self.body = nn.Sequential(nn.Linear(dim + level_input, hidden, bias=False), nn.BatchNorm1d(hidden),
+                                  nn.ReLU(), nn.Linear(hidden, dim))
 
     def forward(self, x, level=None):
         return self.body(append_level(x, level) if self.level_input else x)
@@ -47,7 +48,8 @@ def gaussian(n: int, eigvals: list[float], seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     d = len(eigvals)
     q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
-    z = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.tensor(eigvals, dtype=torch.float64).sqrt()
+    sd = torch.tensor(eigvals, dtype=torch.float64).sqrt()
+    z = torch.randn(n, d, generator=g, dtype=torch.float64) * sd
     return (z @ q.T + 0.5).float()
 
 
@@ -78,7 +80,8 @@ def test_sgd_linear_bottleneck_reaches_rank_k_operator():
     data = gaussian(1024, [3.0, 2.0, 0.4, 0.2, 0.1])
     levels = [0.2, 0.7]
     k = 2
-    cfg = TrainConfig(epochs=120, batch_size=256, lr=3e-2, lr_schedule="cosine", levels=levels, antithetic=True)
+    cfg = TrainConfig(epochs=120, batch_size=256, lr=3e-2, lr_schedule="cosine", levels=levels,
+                      antithetic=True)
     result = train(NetSpec("linear-bottleneck", {"dim": 5, "rank": k}), data, cfg, progress=False)
     for i, a in enumerate(levels):
         w = trained_operator(result, i)
