@@ -40,6 +40,7 @@ import copy
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -189,7 +190,9 @@ def _vmap_works(nets: StackedNets, x: torch.Tensor) -> bool:
     probe.buffers = {k: v.clone() for k, v in nets.buffers.items()}
     try:
         probe(x, None).float().square().mean().backward()
-    except Exception:  # noqa: BLE001 - any failure under vmap means: use the loop engine
+    except Exception as err:  # noqa: BLE001 - any failure under vmap means: use the loop engine
+        warnings.warn(f"this network cannot run under vmap ({type(err).__name__}: {err}); "
+                      f"training its levels one after another (engine 'loop')", stacklevel=3)
         return False
     return True
 

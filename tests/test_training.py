@@ -107,9 +107,10 @@ def test_batched_levels_equal_separate_training(spec):
 
 
 def test_unbatchable_network_falls_back_to_loop():
-    """A network vmap cannot run still trains (engine 'auto' picks the loop)."""
-    result = train(NetSpec("test-branchy-mlp", {}), torch.randn(32, 2),
-                   TrainConfig(epochs=1, batch_size=16, levels=[0.3, 0.6]), progress=False)
+    """A network vmap cannot run still trains (engine 'auto' picks the loop, with a warning)."""
+    with pytest.warns(UserWarning, match="vmap"):
+        result = train(NetSpec("test-branchy-mlp", {}), torch.randn(32, 2),
+                       TrainConfig(epochs=1, batch_size=16, levels=[0.3, 0.6]), progress=False)
     assert not result.denoiser.batched
     assert torch.isfinite(result.losses).all()
 
@@ -180,3 +181,14 @@ def test_per_level_denoiser_uses_the_nearest_level():
     x = torch.randn(4, 2)
     assert torch.equal(d(x, 0.26), d(x, 0.1)) and torch.equal(d(x, 0.34), d(x, 0.5))
     assert not torch.equal(d(x, 0.1), d(x, 0.5))
+
+
+@pytest.mark.gpu
+def test_cuda_mixed_precision_training():
+    """On CUDA (bf16/fp16 autocast) training runs, and the denoiser answers CPU inputs on the CPU."""
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=1e-2, steps=5)
+    result = train(NetSpec("test-bn-mlp", {}), torch.randn(256, 2), cfg, device="cuda", progress=False)
+    assert torch.isfinite(result.losses).all()
+    x = torch.randn(10, 2)
+    out = result.denoiser(x, sampling_levels("cosine", 5)[:-1].repeat(2))  # 10 rows, 5 levels mixed
+    assert out.device == x.device and out.shape == x.shape and torch.isfinite(out).all()

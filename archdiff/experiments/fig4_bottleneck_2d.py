@@ -89,7 +89,7 @@ EXPERIMENT = Experiment(
           "intrinsic dimensionality of the generated output is strictly correlated with the bottleneck "
           "dimension h (Theorem 6, Fig. 4; H=256, h=2 and H=64, h=1).",
     scales={
-        "quick": {"models": ["h2", "h1"], "n_train": 2000, "n_samples": 2000, "epochs": 20,
+        "quick": {"models": ["h2", "h1"], "n_train": 2000, "n_samples": 2000, "epochs": 40,
                   "batch_size": 128, "lr": 1e-3, "steps": 50, "schedule": "cosine"},
         "paper": {"models": ["h2", "h1"], "n_train": 10000, "n_samples": 10000, "epochs": 500,
                   "batch_size": 128, "lr": 1e-4, "steps": 50, "schedule": "cosine"},
