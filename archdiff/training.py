@@ -58,6 +58,7 @@ from archdiff.denoisers.trained import (
     PerLevelDenoiser,
     TimeConditionedDenoiser,
     read_safetensors,
+    write_config,
     write_safetensors,
 )
 
@@ -456,7 +457,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         if resume:
             start = _try_resume(run, out, cfg)
-        (out / CONFIG_FILE).write_text(json.dumps(cfg, indent=1))
+        write_config(out, cfg)
     bar = tqdm(range(start, config.epochs), desc=f"training {net.name}", initial=start,
                total=config.epochs, delay=2, disable=not progress, leave=False)
     for epoch in bar:

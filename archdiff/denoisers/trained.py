@@ -45,10 +45,17 @@ def read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
     return load_file(str(path)), meta
 
 
-def _write_config(folder: Path, config: dict) -> None:
-    tmp = folder / f".{CONFIG_FILE}.tmp-{os.getpid()}"
+def write_config(folder: Path, config: dict) -> None:
+    """Write ``config.json`` into folder atomically."""
+    tmp = Path(folder) / f".{CONFIG_FILE}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(config, indent=1))
-    os.replace(tmp, folder / CONFIG_FILE)
+    os.replace(tmp, Path(folder) / CONFIG_FILE)
+
+
+def _build(spec: NetSpec, level_input: bool, device: torch.device) -> torch.nn.Module:
+    """Build the architecture without touching the caller's global RNG (its init is overwritten)."""
+    with torch.random.fork_rng(devices=[]):
+        return spec.build(level_input=level_input).to(device)
 
 
 class PerLevelDenoiser(Denoiser):
@@ -60,8 +67,7 @@ class PerLevelDenoiser(Denoiser):
         self.device = torch.device(device)
         self.levels = torch.as_tensor(levels, dtype=torch.float64, device=self.device)  # [L]
         self.state = {k: v.to(self.device) for k, v in state.items()}  # every tensor [L, ...]
-        self.net = spec.build(level_input=False).to(self.device).eval()
-        self.dtype = next(iter(self.state.values())).dtype if self.state else torch.float32
+        self.net = _build(spec, False, self.device).eval()
 
     def nearest(self, alpha_bar: torch.Tensor) -> torch.Tensor:
         """Index of the trained level nearest to each requested level: [B] long."""
@@ -108,7 +114,7 @@ class PerLevelDenoiser(Denoiser):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         write_safetensors(folder / MODEL_FILE, self.state)
-        _write_config(folder, {
+        write_config(folder, {
             "net": self.spec.to_dict(), "shape": list(self.shape),
             "train": {"conditioning": "per-level", "levels": self.levels.tolist(),
                       "engine": "batched" if self.batched else "loop"},
@@ -122,7 +128,7 @@ class TimeConditionedDenoiser(Denoiser):
     def __init__(self, spec: NetSpec, state: StateDict, shape, device="cpu"):
         self.spec, self.shape = spec, tuple(shape)
         self.device = torch.device(device)
-        self.net = spec.build(level_input=True).to(self.device)
+        self.net = _build(spec, True, self.device)
         self.net.load_state_dict(state)
         self.net.eval()
 
@@ -137,7 +143,7 @@ class TimeConditionedDenoiser(Denoiser):
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v[None] for k, v in self.net.state_dict().items()}  # stacked like per-level, L = 1
         write_safetensors(folder / MODEL_FILE, state)
-        _write_config(folder, {"net": self.spec.to_dict(), "shape": list(self.shape),
+        write_config(folder, {"net": self.spec.to_dict(), "shape": list(self.shape),
                                "train": {"conditioning": "time"}})
         return folder
 
