@@ -30,7 +30,9 @@ class BottleneckMLP(nn.Module):
         super().__init__()
         self.level_input = level_input
         act = nn.LeakyReLU(SLOPE)
-        self.encoder = nn.Sequential(nn.Linear(dim + level_input, hidden), act, nn.Linear(hidden, bottleneck), act)
+        self.encoder = nn.Sequential(
+            nn.Linear(dim + level_input, hidden), act, nn.Linear(hidden, bottleneck), act
+        )
         self.decoder = nn.Sequential(nn.Linear(bottleneck, hidden), act, nn.Linear(hidden, dim))
 
     def forward(self, x: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
