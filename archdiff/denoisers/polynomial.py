@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from contextlib import contextmanager
 
 import torch
 
@@ -130,7 +131,7 @@ def solve_psd(gram: torch.Tensor, rhs: torch.Tensor, ridge: float, method: str =
     g = gram / d[..., :, None] / d[..., None, :]
     g = g + ridge * torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
     if method == "cholesky":
-        w = torch.cholesky_solve(rhs / d[..., :, None], cholesky(g))
+        w = cholesky_solve(g, rhs / d[..., :, None])
     elif method == "lstsq":
         w = torch.linalg.lstsq(g, rhs / d[..., :, None]).solution
     else:
@@ -146,27 +147,39 @@ def ridge_solve_batched(phi: torch.Tensor, target: torch.Tensor, ridge: float) -
     scaling of ``solve_psd`` -- the same minimizer (push-through identity), at a cost set by min(F, M).
     """
     m, f = phi.shape[-2:]
-    if f <= m:
-        return ridge_solve(phi, target, ridge, method="cholesky")
-    d = (phi.square().sum(-2) / m).clamp_min(TINY).sqrt()  # [..., F] = sqrt(diag(phi^T phi / M))
-    psi = phi / (d[..., None, :] * math.sqrt(m))  # [..., M, F]
-    k = psi @ psi.mT + ridge * torch.eye(m, dtype=phi.dtype, device=phi.device)  # [..., M, M]
-    a = torch.cholesky_solve(target / math.sqrt(m), cholesky(k))  # [..., M, D]
-    return psi.mT @ a / d[..., :, None]
+    with cpu_single_thread(phi.device):
+        if f <= m:
+            return ridge_solve(phi, target, ridge, method="cholesky")
+        d = (phi.square().sum(-2) / m).clamp_min(TINY).sqrt()  # [..., F] = sqrt(diag(phi^T phi / M))
+        psi = phi / (d[..., None, :] * math.sqrt(m))  # [..., M, F]
+        k = psi @ psi.mT + ridge * torch.eye(m, dtype=phi.dtype, device=phi.device)  # [..., M, M]
+        a = cholesky_solve(k, target / math.sqrt(m))  # [..., M, D]
+        return psi.mT @ a / d[..., :, None]
 
 
-def cholesky(g: torch.Tensor) -> torch.Tensor:
-    """Lower Cholesky factor of SPD matrices [..., F, F].
+def cholesky_solve(a: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Solve A X = rhs for SPD A [..., F, F]: a Cholesky factor, then two batched triangular solves
+    (on CUDA faster than ``torch.cholesky_solve``'s looped potrs when rhs has several columns)."""
+    low = torch.linalg.cholesky(a)
+    half = torch.linalg.solve_triangular(low, rhs, upper=False)
+    return torch.linalg.solve_triangular(low.mT, half, upper=True)
 
-    Batches on the CPU are factored single-threaded: torch's threaded batched potrf was measured to
-    stall for tens of seconds when the cores are shared with other processes, and gains little anyway.
+
+@contextmanager
+def cpu_single_thread(device: torch.device):
+    """Run the block single-threaded on the CPU (no-op elsewhere).
+
+    Batched solves are many small BLAS/LAPACK calls, one threaded region each: on cores shared with
+    other processes they were measured to crawl (10-100x slower than one thread), while gaining
+    little from a second core when the machine is idle.
     """
-    if g.device.type != "cpu" or g.ndim == 2:
-        return torch.linalg.cholesky(g)
+    if torch.device(device).type != "cpu":
+        yield
+        return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return torch.linalg.cholesky(g)
+        yield
     finally:
         torch.set_num_threads(threads)
 
