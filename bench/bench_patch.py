@@ -50,7 +50,7 @@ def time_vectorized(data, x_T, levels, schedule, device, chunk_bytes):
     den = PatchPolynomialDenoiser(data, schedule, levels=levels[:-1], max_chunk_bytes=chunk_bytes)
     sync(device)
     t = time.perf_counter()
-    out = ddim(den, x_T, levels)
+    out = ddim(den, x_T, levels, progress=True)
     sync(device)
     return time.perf_counter() - t, out
 
