@@ -20,9 +20,10 @@ serves share its features and Gram matrix, so each patch's least squares is solv
 pixels' targets as columns. Along an axis, a patch start serves one pixel (interior), or the p // 2 + 1
 (or p - p // 2) pixels of a border strip, so patches fall into at most 3 x 3 classes (interior, edge
 strips, corner blocks) with equally shaped targets; each class is solved as one batch (batched matmul and
-batched Cholesky), in chunks of patches that bound the memory. Every step runs in float64: on an H100,
-float64 matmuls run on tensor cores at the float32 (non-TF32) rate, and degree-3 features with a 1e-5
-ridge give Gram matrices with condition numbers up to ~F / 1e-5 that float32 would not solve accurately.
+batched Cholesky, on the N x N dual system when F + 1 > N), in chunks of patches that bound the memory.
+Every step runs in float64: on an H100, float64 matmuls run on tensor cores at the float32 (non-TF32)
+rate, and degree-3 features with a 1e-5 ridge give Gram matrices with condition numbers up to
+~F / 1e-5 that float32 would not solve accurately.
 
 The authors' released code loops over every pixel in Python (see the reference notes); their notes do not
 say whether each pixel draws its own random matrix. Here one R per step is shared by all patches of
