@@ -2,14 +2,20 @@
 
 from archdiff.denoisers.base import Denoiser, levels_of, per_level
 from archdiff.denoisers.closed_form import EmpiricalOptimal, LinearDenoiser
+from archdiff.denoisers.patch import PatchPolynomialDenoiser
 from archdiff.denoisers.polynomial import MomentPolynomialDenoiser, PolynomialDenoiser
+from archdiff.denoisers.trained import PerLevelDenoiser, TimeConditionedDenoiser, load
 
 __all__ = [
     "Denoiser",
     "EmpiricalOptimal",
     "LinearDenoiser",
     "MomentPolynomialDenoiser",
+    "PatchPolynomialDenoiser",
+    "PerLevelDenoiser",
     "PolynomialDenoiser",
+    "TimeConditionedDenoiser",
     "levels_of",
+    "load",
     "per_level",
 ]

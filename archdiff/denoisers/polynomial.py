@@ -78,7 +78,7 @@ class PolynomialDenoiser(Denoiser):
         y = math.sqrt(alpha_bar) * x + math.sqrt(1 - alpha_bar) * n.to(x.device)
         scale = (y @ self.R.T + self.b).abs().amax(0).clamp_min(TINY)  # [F]
         phi = self.features(y, scale)  # [M, F + 1]
-        self.fits[alpha_bar] = (scale, ridge_solve(phi, x, self.ridge))
+        self.fits[alpha_bar] = (scale, ridge_solve_batched(phi, x, self.ridge))
 
     def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
         def at_level(xs: torch.Tensor, a: float) -> torch.Tensor:
