@@ -16,21 +16,11 @@ import tomli_w
 import torch
 
 from archdiff import __version__
+from archdiff.errors import resolve_device
 from archdiff.experiments import Experiment, UserError
 from archdiff.experiments.base import SCALES, Context
 
 MARKER = "FINISHED"
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {name!r}: use auto, cpu or cuda")
-    return torch.device(name)
 
 
 def prepare_out(out: Path) -> Path:

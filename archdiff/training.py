@@ -61,6 +61,7 @@ from archdiff.denoisers.trained import (
     write_config,
     write_safetensors,
 )
+from archdiff.errors import resolve_device
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 StateDict = dict[str, torch.Tensor]
@@ -199,13 +200,6 @@ def _vmap_works(nets: StackedNets, x: torch.Tensor) -> bool:
 
 
 # -------------------------------------------------------------------------------------- training
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> CUDA when present, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _precision(config: TrainConfig, device: torch.device) -> str:

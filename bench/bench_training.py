@@ -18,8 +18,9 @@ import torch
 
 from archdiff.data import toy2d
 from archdiff.denoisers.networks import NetSpec, available
+from archdiff.errors import resolve_device
 from archdiff.schedule import sampling_levels
-from archdiff.training import TrainConfig, resolve_device, train
+from archdiff.training import TrainConfig, train
 
 
 def timed(spec: NetSpec, data: torch.Tensor, cfg: TrainConfig, device: torch.device) -> float:

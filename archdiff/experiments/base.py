@@ -14,11 +14,10 @@ from typing import Any
 
 import torch
 
+from archdiff.errors import UserError
+
 SCALES = ("quick", "paper")
-
-
-class UserError(Exception):
-    """Bad input from the user: the CLI prints the message as one line and exits with status 2."""
+__all__ = ["SCALES", "Claim", "Context", "Experiment", "Result", "UserError"]
 
 
 @dataclass(frozen=True)

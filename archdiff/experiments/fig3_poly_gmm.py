@@ -70,8 +70,8 @@ def _gmm_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim], li
     m.update({f"sw_exact_deg{p}": v for p, v in pair_sw.items()})
     claims = [
         Claim.at_most("deg1-equals-linear",
-                      "A degree-1 polynomial denoiser (exact fit) gives the linear denoiser's samples from the "
-                      "same noise (largest per-sample distance / data scale).",
+                      "A degree-1 polynomial denoiser (exact fit) gives the linear denoiser's samples "
+                      "from the same noise (largest per-sample distance / data scale).",
                       m["max_paired_distance_rel_exact_deg1_vs_linear"], FLOAT_TOL),
         Claim.at_least("higher-degrees-not-gaussian",
                        "Every degree k > 1 gives a distribution unlike the Gaussian (smallest sliced "
