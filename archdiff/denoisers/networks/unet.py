@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from archdiff.denoisers.networks import append_level, register
+
 NORMS = ("batch", "biasfree", "none")
 PADDING_MODES = ("zeros", "circular", "reflect")
 KERNEL = 3
@@ -71,8 +73,12 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
+@register("unet")
 class UNet(nn.Module):
-    """UNet mapping [B, in_channels, H, W] to [B, out_channels, H, W]; H, W divisible by 2**num_blocks."""
+    """UNet mapping [B, in_channels, H, W] to [B, out_channels, H, W]; H, W divisible by 2**num_blocks.
+
+    ``level_input=True``: time-conditioned, the noise level enters as one more constant input channel.
+    """
 
     def __init__(
         self,
@@ -83,6 +89,7 @@ class UNet(nn.Module):
         padding_mode: str = "zeros",
         norm: str = "batch",
         bias: bool = False,
+        level_input: bool = False,
     ):
         super().__init__()
         if norm not in NORMS:
@@ -90,7 +97,8 @@ class UNet(nn.Module):
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         out_channels = in_channels if out_channels is None else out_channels
-        self.num_blocks = num_blocks
+        self.num_blocks, self.level_input = num_blocks, level_input
+        in_channels += int(level_input)
         widths = [base_channels * 2**i for i in range(num_blocks + 1)]  # per level; last = middle
         block = dict(norm=norm, padding_mode=padding_mode, bias=bias)
         self.encoder = nn.ModuleList(
@@ -109,7 +117,9 @@ class UNet(nn.Module):
         """Side of the square of input pixels one output pixel depends on (analytic)."""
         return receptive_field(self.num_blocks)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, level: torch.Tensor | None = None) -> torch.Tensor:
+        if self.level_input:
+            x = append_level(x, level)
         factor = 2**self.num_blocks
         if x.shape[-2] % factor or x.shape[-1] % factor:
             raise ValueError(f"image size {tuple(x.shape[-2:])} is not divisible by 2**num_blocks = {factor}")
