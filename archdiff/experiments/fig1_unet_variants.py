@@ -44,12 +44,12 @@ N_SE = 3.0  # standard errors a sharpness drop must exceed
 
 
 def variants(c: dict, channels: int) -> dict[str, dict]:
-    """Name -> UNet kwargs of the five variants (``channels``: image channels)."""
+    """Name -> UNet kwargs of the five variants (``channels``: image channels), in the paper's row order."""
     base = dict(in_channels=channels, base_channels=c["base_channels"], num_blocks=c["num_blocks"],
                 padding_mode="zeros", norm=c["norm"], bias=False)
-    return {
-        "default": base,
+    return {  # the paper's row order
         "more pooling": {**base, "num_blocks": c["num_blocks"] + 1},
+        "default": base,
         "less pooling": {**base, "num_blocks": c["num_blocks"] - 1},
         "fewer channels": {**base, "base_channels": c["fewer_channels"]},
         "circular padding": {**base, "padding_mode": "circular"},
@@ -113,7 +113,7 @@ def run(ctx: Context) -> Result:
         m[f"mean_corr_{k}"] = correlation(s.mean(0), data.mean(0))
     period = 2 ** nets["circular padding"]["num_blocks"]
     m["mean_corr_bound_periodic"] = correlation(periodic_part(data.mean(0).cpu(), period), data.mean(0))
-    rows = [(f"{name} (field {m[f'receptive_field_{slug(name)}']} px)", samples[name]) for name in nets]
+    rows = [(f"{name}\nfield {m[f'receptive_field_{slug(name)}']} px", samples[name]) for name in nets]
     figures = [
         common.grid_figure(ctx, "fig1.png", rows, title="UNet variants, same training set, same noise"),
         common.nearest_figure(ctx, "fig1_nearest.png", rows, data.cpu()),

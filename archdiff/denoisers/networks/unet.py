@@ -44,7 +44,7 @@ class BiasFreeBatchNorm(nn.Module):
         if self.training:
             sd = (x.var(dim=(0, 2, 3), keepdim=True, unbiased=False) + self.eps).sqrt()  # [1, C, 1, 1]
             with torch.no_grad():
-                self.running_sd.lerp_(sd, self.momentum)
+                self.running_sd.mul_(1 - self.momentum).add_(self.momentum * sd)  # in place: vmap-safe
         else:
             sd = self.running_sd
         return x / sd * self.gain
