@@ -114,3 +114,19 @@ def test_image_mlp_outputs_span_at_most_width_dimensions():
         pre = net.decoder[0](net.encoder(torch.randn(200, 64)))  # [200, 64]
     s = torch.linalg.svdvals(pre - pre.mean(0))
     assert int((s > 1e-4 * s[0]).sum()) <= 5
+
+
+def test_biasfree_norm_under_vmap_matches_separate_modules():
+    """Stacked copies run under vmap update their running SDs exactly as separate modules do."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from archdiff.denoisers.networks.unet import BiasFreeBatchNorm
+
+    torch.manual_seed(0)
+    mods = [BiasFreeBatchNorm(3), BiasFreeBatchNorm(3)]
+    x = torch.randn(2, 5, 3, 4, 4) * torch.tensor([1.0, 3.0]).view(2, 1, 1, 1, 1)
+    params, buffers = stack_module_state(mods)
+    out = vmap(lambda p, b, xb: functional_call(mods[0], (p, b), (xb,)))(params, buffers, x)
+    for i, m in enumerate(mods):
+        torch.testing.assert_close(out[i], m(x[i]))
+        torch.testing.assert_close(buffers["running_sd"][i], m.running_sd)
