@@ -144,14 +144,19 @@ def to_unit(x: np.ndarray, name: str) -> torch.Tensor:
                     f"or save uint8")
 
 
-def subset(count: int, n: int | None, seed: int, name: str, default: int | None = None) -> np.ndarray:
-    """Sorted indices of a seeded subset of n out of count items (all when n and default are None)."""
+def subset_size(count: int, n: int | None, name: str, default: int | None = None) -> int:
+    """How many of count items to take: n, else ``default`` (capped at count), else all."""
     if n is None:
-        n = count if default is None else min(default, count)
+        return count if default is None else min(default, count)
     if n > count:
         raise UserError(f"{name}: {n} images asked for but only {count} available; ask for fewer")
+    return n
+
+
+def subset(count: int, n: int | None, seed: int, name: str) -> np.ndarray:
+    """Sorted indices of a seeded subset of n out of count items (all when n is None)."""
     perm = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
-    return np.sort(perm[:n].numpy())
+    return np.sort(perm[:subset_size(count, n, name)].numpy())
 
 
 def resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -271,7 +276,7 @@ def load_folder(folder: Path, kind: str, n: int | None, size: int | None, seed: 
     folder = files[0].parent
     if kind == "celeba" and size is None:
         size = CELEBA_SIZE
-    want = len(subset(len(files), n, seed, f"{kind} folder {folder}", default=FOLDER_DEFAULT_N))
+    want = subset_size(len(files), n, f"{kind} folder {folder}", default=FOLDER_DEFAULT_N)
     checksum = listing_checksum(files)
     key = hashlib.sha256(f"{CACHE_VERSION}|{kind}|{folder.resolve()}|{want}|{size}|{seed}".encode())
     name = f"{kind}-{want}x{size or 'native'}-seed{seed}-{key.hexdigest()[:12]}.npz"
