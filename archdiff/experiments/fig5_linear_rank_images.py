@@ -40,7 +40,7 @@ def run(ctx: Context) -> Result:
         raise UserError(f"bottleneck ranks {ranks} must lie below the data's rank {full.rank}; "
                         f"use more images (the paper: 1000 CelebA images)")
     models = {f"rank {k}": common.rank_k(full, k) for k in ranks}
-    models[f"full rank ({full.rank})"] = full
+    models[f"full ({full.rank})"] = full
     n, steps = c["n_samples"], c["steps"]
     x_T = initial_noise(n, tuple(data.shape[1:]), ctx.seed + 1, ctx.device)
     levels = sampling_levels(c["schedule"], steps)
@@ -48,9 +48,9 @@ def run(ctx: Context) -> Result:
     # DDIM's per-eigenvalue gains, once per grid: a rank-K model's are the first K of the full model's
     gains = {steps: common.ddim_gains(full.eigvals, levels),
              c["fine_steps"]: common.ddim_gains(full.eigvals, fine)}
-    samples = {k: ddim(m, x_T, levels, progress=ctx.progress) for k, m in models.items()}
-    fine_samples = {k: common.linear_ddim(m, x_T, fine, gains[c["fine_steps"]][:m.rank])
-                    for k, m in models.items()}
+    samples = {k: ddim(model, x_T, levels, progress=ctx.progress) for k, model in models.items()}
+    fine_samples = {k: common.linear_ddim(model, x_T, fine, gains[c["fine_steps"]][:model.rank])
+                    for k, model in models.items()}
 
     m: dict = {"n_train": data.shape[0], "data_rank": full.rank,
                "hf_energy_data": metrics.high_frequency_energy(data)}
@@ -66,13 +66,12 @@ def run(ctx: Context) -> Result:
     for name, s in samples.items():
         m.update(common.copy_stats(f"{name}@{steps}", s, data))
 
-    rows = [(f"{k} ({steps} steps)", s) for k, s in samples.items()]
+    rows = list(samples.items())
     spectra = {"data": full.eigvals.cpu().tolist()}
     spectra.update({f"samples {k}": spectrum(s, full.rank) for k, s in samples.items()})
     figures = [
         common.grid_figure(ctx, "fig5_grid.png", rows, title=f"linear denoisers, DDIM {steps} steps"),
-        common.grid_figure(ctx, "fig5_grid_fine.png", [(f"{k} ({c['fine_steps']})", s)
-                                                       for k, s in fine_samples.items()],
+        common.grid_figure(ctx, "fig5_grid_fine.png", list(fine_samples.items()),
                            title=f"the same, DDIM {c['fine_steps']} steps (exact affine map)"),
         common.nearest_figure(ctx, "fig5_nearest.png", rows, data),
         plots.line_plot(ctx.out / "fig5_spectrum.png", list(range(1, full.rank + 1)), spectra,
