@@ -106,11 +106,12 @@ def run(ctx: Context) -> Result:
                 f"relative Frobenius error, threshold {SIGMAS}x its sampling RMS for n = {n_train}).",
                 cov_err, SIGMAS * cov_rms),
         ]
-        rows += [(f"first ({steps} steps)", a), (f"retrained ({steps} steps)", b)]
+        rows += [(f"first, {steps}", a), (f"retrained, {steps}", b)]
     for label, samples in rows[:2]:
         m.update(common.copy_stats(label, samples, data))
     figures = [
-        common.grid_figure(ctx, "fig6_grid.png", rows, title="linear denoiser vs its retrained copy"),
+        common.grid_figure(ctx, "fig6_grid.png", rows,
+                           title="linear denoiser vs its retrained copy (row: model, DDIM steps)"),
         common.nearest_figure(ctx, "fig6_nearest.png", rows[:2], data),
     ]
     return Result(m, claims, figures)
