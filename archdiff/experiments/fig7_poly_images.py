@@ -28,7 +28,7 @@ import torch
 
 from archdiff import metrics, plots
 from archdiff.denoisers.closed_form import flatten
-from archdiff.denoisers.polynomial import PolynomialDenoiser
+from archdiff.denoisers.polynomial import PolynomialDenoiser, cpu_single_thread
 from archdiff.experiments import common
 from archdiff.experiments.base import Claim, Context, Experiment, Result
 from archdiff.samplers import ddim, initial_noise
@@ -56,7 +56,10 @@ def run(ctx: Context) -> Result:
     for name, degree, normalize in specs:
         model = PolynomialDenoiser(data, degree, width=c["width"], draws=c["draws"], ridge=c["ridge"],
                                    seed=ctx.seed, normalize=normalize)
-        samples, inputs = sample_watching(model, x_T, levels, watch, ctx.progress)
+        # many small BLAS calls (one fit per level): threaded, they were measured several times slower
+        # in total on a 2-core CPU shared with other work; single-threaded on the CPU, no-op elsewhere
+        with cpu_single_thread(ctx.device):
+            samples, inputs = sample_watching(model, x_T, levels, watch, ctx.progress)
         rows.append((name, samples))
         m.update(common.copy_stats(name, samples, data))
         m.update(diversity(name, samples, data))
