@@ -14,7 +14,7 @@ from PIL import Image
 
 from archdiff.data import images
 from archdiff.data.images import load_images
-from archdiff.experiments.base import UserError
+from archdiff.errors import UserError
 
 CELEBA_SUBSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba_subset" / "images"
 
