@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 
 from archdiff import metrics, plots
+from archdiff.denoisers.networks import NetSpec
 from archdiff.experiments.base import Context
+from archdiff.samplers import ddim
+from archdiff.schedule import sampling_levels
+from archdiff.training import TrainConfig, train
+
+MAJORITY = 0.5  # a model copies when most of its samples are copies
 
 
 def image_data(ctx: Context) -> torch.Tensor:
@@ -124,3 +130,21 @@ def covariance_eigvals(x: torch.Tensor) -> torch.Tensor:
     z = z - z.mean(0)
     gram = z @ z.T if z.shape[0] <= z.shape[1] else z.T @ z
     return torch.linalg.eigvalsh(gram / z.shape[0]).flip(0).clamp_min(0.0)
+
+
+def slug(name: str) -> str:
+    """A metric-key form of a variant name."""
+    return name.replace(" ", "_")
+
+
+def train_and_sample(ctx: Context, spec: NetSpec, data: torch.Tensor, x_T: torch.Tensor, name: str):
+    """Train one network denoiser as the config says, then DDIM-sample it from x_T; (samples, losses)."""
+    c = ctx.config
+    cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"],
+                      lr_schedule=c["lr_schedule"], conditioning=c["conditioning"], schedule=c["schedule"],
+                      steps=c["steps"], seed=ctx.seed, checkpoint_every=max(c["epochs"] // 10, 1))
+    out = ctx.out / "models" / slug(name) if c["save_models"] else None
+    result = train(spec, data, cfg, out=out, resume=out is not None, device=ctx.device, progress=ctx.progress)
+    samples = ddim(result.denoiser, x_T, sampling_levels(c["schedule"], c["steps"]),
+                   batch_size=c["sample_batch"], progress=ctx.progress)
+    return samples.clamp(-1, 1), result.losses

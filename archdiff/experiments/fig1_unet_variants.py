@@ -35,11 +35,9 @@ from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.networks.unet import receptive_field
 from archdiff.experiments import common
 from archdiff.experiments.base import Claim, Context, Experiment, Result
-from archdiff.samplers import ddim, initial_noise
-from archdiff.schedule import sampling_levels
-from archdiff.training import TrainConfig, train
+from archdiff.experiments.common import MAJORITY, slug, train_and_sample
+from archdiff.samplers import initial_noise
 
-MAJORITY = 0.5  # a model copies when most of its samples are copies
 N_SE = 3.0  # standard errors a sharpness drop must exceed
 
 
@@ -54,24 +52,6 @@ def variants(c: dict, channels: int) -> dict[str, dict]:
         "fewer channels": {**base, "base_channels": c["fewer_channels"]},
         "circular padding": {**base, "padding_mode": "circular"},
     }
-
-
-def slug(name: str) -> str:
-    """A metric-key form of a variant name."""
-    return name.replace(" ", "_")
-
-
-def train_and_sample(ctx: Context, spec: NetSpec, data: torch.Tensor, x_T: torch.Tensor, name: str):
-    """Train one network denoiser as the config says, then DDIM-sample it from x_T; (samples, losses)."""
-    c = ctx.config
-    cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"],
-                      lr_schedule=c["lr_schedule"], conditioning=c["conditioning"], schedule=c["schedule"],
-                      steps=c["steps"], seed=ctx.seed, checkpoint_every=max(c["epochs"] // 10, 1))
-    out = ctx.out / "models" / slug(name) if c["save_models"] else None
-    result = train(spec, data, cfg, out=out, resume=out is not None, device=ctx.device, progress=ctx.progress)
-    samples = ddim(result.denoiser, x_T, sampling_levels(c["schedule"], c["steps"]),
-                   batch_size=c["sample_batch"], progress=ctx.progress)
-    return samples.clamp(-1, 1), result.losses
 
 
 def sharpness(samples: torch.Tensor) -> tuple[float, float]:

@@ -25,7 +25,7 @@ from archdiff import metrics
 from archdiff.denoisers.networks import NetSpec
 from archdiff.experiments import common
 from archdiff.experiments.base import Claim, Context, Experiment, Result
-from archdiff.experiments.fig1_unet_variants import MAJORITY, train_and_sample
+from archdiff.experiments.common import MAJORITY, train_and_sample
 from archdiff.samplers import initial_noise
 
 NOISE_FLOOR_FACTOR = 3.0
