@@ -17,5 +17,6 @@ def pytest_collection_modifyitems(config, items):
 def gaussian_data():
     """A 4-D Gaussian data set [2000, 4] with a known, anisotropic covariance."""
     g = torch.Generator().manual_seed(0)
-    mix = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.5, 1.0, 0.0, 0.0], [0.0, 0.3, 0.7, 0.0], [0.1, 0.0, 0.2, 0.4]])
+    mix = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.5, 1.0, 0.0, 0.0],
+                        [0.0, 0.3, 0.7, 0.0], [0.1, 0.0, 0.2, 0.4]])
     return torch.randn(2000, 4, generator=g, dtype=torch.float64) @ mix.T.double() + 1.0

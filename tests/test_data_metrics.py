@@ -68,7 +68,8 @@ def test_intrinsic_dimension_of_known_sets():
 
 def test_ranks():
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(500, 3, generator=g, dtype=torch.float64) @ torch.randn(3, 20, generator=g, dtype=torch.float64)
+    basis = torch.randn(3, 20, generator=g, dtype=torch.float64)
+    x = torch.randn(500, 3, generator=g, dtype=torch.float64) @ basis
     assert metrics.numerical_rank(x) == 3
     iso = torch.randn(20000, 4, generator=g, dtype=torch.float64)
     assert metrics.effective_rank(iso) == pytest.approx(4.0, abs=0.05)
