@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.out}/{args.id}/ in {record['seconds']:.1f} s")
         else:
             summary = reproduce(args.scale, seed=args.seed, device=args.device, out=args.out,
-                                data=args.data, force=args.force, only=args.only)
+                                data=args.data, force=args.force, only=args.only,
+                                progress=not args.quiet)
             print(f"claims holding: {summary['claims_holding']} of {summary['claims_total']}; "
                   f"report: {args.out}/report.html")
     except UserError as e:

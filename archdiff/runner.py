@@ -116,6 +116,7 @@ def reproduce(
     force: bool = False,
     only: list[str] | None = None,
     log=print,
+    progress: bool = True,
 ) -> dict:
     """Run every registered experiment (skipping finished ones unless ``force``), then write
     ``summary.json`` and ``report.html`` in ``out``. Returns the summary."""
@@ -137,7 +138,7 @@ def reproduce(
             log(f"[skip] {exp.id}: finished result already in {run_dir} (use --force to rerun)")
         else:
             log(f"[run]  {exp.id}: {exp.title}")
-            run_experiment(exp, scale, seed=seed, device=device, out=root, data=data)
+            run_experiment(exp, scale, seed=seed, device=device, out=root, data=data, progress=progress)
         records.append(json.loads((run_dir / "metrics.json").read_text()))
     summary = {
         "scale": scale, "seed": seed, "archdiff_version": __version__,
