@@ -14,6 +14,8 @@ every training point and solves the least squares for W. With a bias, (r.y + b)^
 and clips to [-1, 1] before the power: x0_hat is a true degree-k polynomial of y wherever y stays in
 the training range, and bounded outside it, which keeps degree 27 free of inf/NaN.
 ``normalize="sample"`` divides by each sample's own max |R y + b|, as the authors' code does.
+The ridge is relative to each feature's scale (Jacobi-scaled normal equations) unless
+``relative_ridge=False``, the authors' plain absolute ridge; with ``bias=False`` too, that is their recipe.
 
 ``MomentPolynomialDenoiser`` is the exact-expectation mode for low dimension: the feature basis is
 the monomials y^alpha, |alpha| <= k, and the normal equations
@@ -55,6 +57,7 @@ class PolynomialDenoiser(Denoiser):
         seed: int = 0,
         bias: bool = True,
         normalize: str = "column",
+        relative_ridge: bool = True,
     ):
         if degree < 1 or width < 1 or draws < 1:
             raise ValueError("degree, width and draws must all be >= 1")
@@ -63,7 +66,7 @@ class PolynomialDenoiser(Denoiser):
         self.shape = tuple(data.shape[1:])
         self.data = flatten(data).to(torch.float64)  # [N, D]
         self.degree, self.draws, self.ridge, self.seed = degree, draws, ridge, seed
-        self.normalize = normalize
+        self.normalize, self.relative_ridge = normalize, relative_ridge
         self.R, self.b = random_layer(self.data.shape[1], width, seed, bias, self.data.device)  # [F, D], [F]
         self.fits: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}  # level -> (scale, W)
 
@@ -78,7 +81,7 @@ class PolynomialDenoiser(Denoiser):
         y = math.sqrt(alpha_bar) * x + math.sqrt(1 - alpha_bar) * n.to(x.device)
         scale = (y @ self.R.T + self.b).abs().amax(0).clamp_min(TINY)  # [F]
         phi = self.features(y, scale)  # [M, F + 1]
-        self.fits[alpha_bar] = (scale, ridge_solve_batched(phi, x, self.ridge))
+        self.fits[alpha_bar] = (scale, ridge_solve_batched(phi, x, self.ridge, self.relative_ridge))
 
     def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
         def at_level(xs: torch.Tensor, a: float) -> torch.Tensor:
@@ -113,21 +116,23 @@ def power_features(z: torch.Tensor, scale: torch.Tensor | None, degree: int, nor
     return torch.cat([phi, torch.ones_like(phi[..., :1])], -1)
 
 
-def ridge_solve(phi: torch.Tensor, target: torch.Tensor, ridge: float, method: str = "lstsq") -> torch.Tensor:
+def ridge_solve(phi: torch.Tensor, target: torch.Tensor, ridge: float, method: str = "lstsq",
+                relative: bool = True) -> torch.Tensor:
     """argmin_W |phi W - target|^2 / M + ridge |W|^2, in float64: [..., F, D] (batched over leading dims)."""
     m = phi.shape[-2]
     gram = phi.mT @ phi / m
     rhs = phi.mT @ target / m
-    return solve_psd(gram, rhs, ridge, method)
+    return solve_psd(gram, rhs, ridge, method, relative)
 
 
-def solve_psd(gram: torch.Tensor, rhs: torch.Tensor, ridge: float, method: str = "lstsq") -> torch.Tensor:
+def solve_psd(gram: torch.Tensor, rhs: torch.Tensor, ridge: float, method: str = "lstsq",
+              relative: bool = True) -> torch.Tensor:
     """Solve (G + ridge I) W = rhs after a Jacobi scaling of G, for symmetric PSD G [..., F, F].
 
     ``method="lstsq"`` (the default) or ``"cholesky"`` (faster, batched on GPU; the ridge makes the
     scaled system positive definite, its smallest eigenvalue >= ridge).
     """
-    d = gram.diagonal(dim1=-2, dim2=-1).clamp_min(TINY).sqrt()  # [..., F]
+    d = _jacobi(gram.diagonal(dim1=-2, dim2=-1), relative)  # [..., F]
     g = gram / d[..., :, None] / d[..., None, :]
     g = g + ridge * torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
     if method == "cholesky":
@@ -139,7 +144,14 @@ def solve_psd(gram: torch.Tensor, rhs: torch.Tensor, ridge: float, method: str =
     return w / d[..., :, None]
 
 
-def ridge_solve_batched(phi: torch.Tensor, target: torch.Tensor, ridge: float) -> torch.Tensor:
+def _jacobi(diagonal: torch.Tensor, relative: bool) -> torch.Tensor:
+    """The Jacobi scaling sqrt(diag G) (the ridge is then relative to each feature's scale), or ones
+    (``relative=False``: a plain absolute ridge, as the authors' code has it)."""
+    return diagonal.clamp_min(TINY).sqrt() if relative else torch.ones_like(diagonal)
+
+
+def ridge_solve_batched(phi: torch.Tensor, target: torch.Tensor, ridge: float,
+                        relative: bool = True) -> torch.Tensor:
     """``ridge_solve`` for batches phi [..., M, F], target [..., M, D] by Cholesky: W [..., F, D].
 
     With F <= M it solves the F x F normal equations; otherwise the M x M dual ones,
@@ -149,8 +161,8 @@ def ridge_solve_batched(phi: torch.Tensor, target: torch.Tensor, ridge: float) -
     m, f = phi.shape[-2:]
     with cpu_single_thread(phi.device):
         if f <= m:
-            return ridge_solve(phi, target, ridge, method="cholesky")
-        d = (phi.square().sum(-2) / m).clamp_min(TINY).sqrt()  # [..., F] = sqrt(diag(phi^T phi / M))
+            return ridge_solve(phi, target, ridge, method="cholesky", relative=relative)
+        d = _jacobi(phi.square().sum(-2) / m, relative)  # [..., F] = sqrt(diag(phi^T phi / M))
         psi = phi / (d[..., None, :] * math.sqrt(m))  # [..., M, F]
         k = psi @ psi.mT + ridge * torch.eye(m, dtype=phi.dtype, device=phi.device)  # [..., M, M]
         a = cholesky_solve(k, target / math.sqrt(m))  # [..., M, D]
