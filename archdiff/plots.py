@@ -45,8 +45,10 @@ def image_grid(
 ) -> Path:
     """Grid PNG: one row per (label, images [N, C, H, W]); columns share the same initial noise."""
     ncol = max(r[1].shape[0] for r in rows)
+    longest = max(len(line) for label, _ in rows for line in label.splitlines())
+    margin = max(1.4, 0.075 * longest + 0.2)  # inches for the row labels (8 pt text)
     fig, axes = plt.subplots(
-        len(rows), ncol, figsize=(cell * ncol + 1.4, cell * len(rows) + 0.3), squeeze=False
+        len(rows), ncol, figsize=(cell * ncol + margin, cell * len(rows) + 0.3), squeeze=False
     )
     for r, (label, imgs) in enumerate(rows):
         pics = to_display(imgs)
@@ -62,7 +64,7 @@ def image_grid(
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=1.3 / (cell * ncol + 1.4), right=0.99, wspace=0.05, hspace=0.05)
+    fig.subplots_adjust(left=(margin - 0.1) / (cell * ncol + margin), right=0.99, wspace=0.05, hspace=0.05)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
