@@ -456,7 +456,7 @@ def train(
                total=config.epochs, delay=2, disable=not progress, leave=False)
     for epoch in bar:
         run.losses.append(run.epoch(epoch))
-        bar.set_postfix(loss=f"{float(run.losses[-1].mean()):.4g}")
+        bar.set_postfix(loss=f"{float(run.losses[-1].mean()):.4g}", refresh=False)
         last = epoch + 1 == config.epochs
         if out is not None and (last or (epoch + 1) % config.checkpoint_every == 0):
             _write_outputs(run, out, cfg, final=last)
