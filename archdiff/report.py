@@ -48,6 +48,17 @@ def _metrics_table(metrics: dict) -> str:
     return f"<details><summary>all measured numbers</summary><table>{rows}</table></details>"
 
 
+def _contents(records: list[dict]) -> str:
+    rows = "".join(
+        f"<tr><td><a href='#{html.escape(r['experiment'])}'>{html.escape(r['experiment'])}</a></td>"
+        f"<td>{html.escape(r['title'])}</td><td>{sum(c['holds'] for c in r['claims'])} of "
+        f"{len(r['claims'])}</td><td>{r['seconds']:.1f} s</td></tr>"
+        for r in records
+    )
+    return ("<table><tr><th>experiment</th><th>what it tests</th><th>claims holding</th><th>run time</th>"
+            f"</tr>{rows}</table>")
+
+
 def write_report(records: list[dict], root: Path, summary: dict) -> str:
     """The report's HTML text, with every figure of every record embedded as base64 PNG."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>archdiff report</title>"
@@ -56,7 +67,7 @@ def write_report(records: list[dict], root: Path, summary: dict) -> str:
              f"<p>Scale <b>{html.escape(summary['scale'])}</b>, seed {summary['seed']}, archdiff "
              f"{html.escape(summary['archdiff_version'])}. Claims holding: "
              f"<b>{summary['claims_holding']} of {summary['claims_total']}</b>. "
-             "A claim that does not hold is a finding, not an error.</p>"]
+             "A claim that does not hold is a finding, not an error.</p>", _contents(records)]
     for r in records:
         run_dir = root / r["experiment"]
         parts.append(f"<h2 id='{html.escape(r['experiment'])}'>{html.escape(r['experiment'])}: "
