@@ -32,31 +32,30 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
 
 
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """An HTML table; cells are HTML already (escape text before)."""
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def _claims_table(claims: list[dict]) -> str:
-    rows = "".join(
-        f"<tr><td><code>{html.escape(c['id'])}</code></td><td>{html.escape(c['statement'])}</td>"
-        f"<td>{_fmt(c['measured'])}</td><td>{_fmt(c['threshold'])}</td>"
-        f"<td class={'ok' if c['holds'] else 'no'}>{'holds' if c['holds'] else 'does not hold'}</td></tr>"
-        for c in claims
-    )
-    return ("<table><tr><th>claim</th><th>statement</th><th>measured</th><th>threshold</th>"
-            f"<th>result</th></tr>{rows}</table>")
+    verdict = {True: "<span class=ok>holds</span>", False: "<span class=no>does not hold</span>"}
+    return _table(["claim", "statement", "measured", "threshold", "result"], [
+        [f"<code>{html.escape(c['id'])}</code>", html.escape(c["statement"]), _fmt(c["measured"]),
+         _fmt(c["threshold"]), verdict[bool(c["holds"])]] for c in claims])
 
 
 def _metrics_table(metrics: dict) -> str:
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in metrics.items())
-    return f"<details><summary>all measured numbers</summary><table>{rows}</table></details>"
+    rows = [[html.escape(k), _fmt(v)] for k, v in metrics.items()]
+    return f"<details><summary>all measured numbers</summary>{_table(['metric', 'value'], rows)}</details>"
 
 
 def _contents(records: list[dict]) -> str:
-    rows = "".join(
-        f"<tr><td><a href='#{html.escape(r['experiment'])}'>{html.escape(r['experiment'])}</a></td>"
-        f"<td>{html.escape(r['title'])}</td><td>{sum(c['holds'] for c in r['claims'])} of "
-        f"{len(r['claims'])}</td><td>{r['seconds']:.1f} s</td></tr>"
-        for r in records
-    )
-    return ("<table><tr><th>experiment</th><th>what it tests</th><th>claims holding</th><th>run time</th>"
-            f"</tr>{rows}</table>")
+    return _table(["experiment", "what it tests", "claims holding", "run time"], [
+        [f"<a href='#{html.escape(r['experiment'])}'>{html.escape(r['experiment'])}</a>",
+         html.escape(r["title"]), f"{sum(c['holds'] for c in r['claims'])} of {len(r['claims'])}",
+         f"{r['seconds']:.1f} s"] for r in records])
 
 
 def write_report(records: list[dict], root: Path, summary: dict) -> str:
