@@ -65,10 +65,6 @@ class Context:
     data: str | None = None
     progress: bool = True
 
-    def generator(self, offset: int = 0) -> torch.Generator:
-        """A CPU generator seeded from the run's seed (plus ``offset`` for independent streams)."""
-        return torch.Generator().manual_seed(self.seed + offset)
-
 
 @dataclass(frozen=True)
 class Experiment:

@@ -26,6 +26,7 @@ from archdiff.denoisers.networks.mlp import PRESETS_2D
 from archdiff.experiments.base import Claim, Context, Experiment, Result
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
+from archdiff.theory import bottleneck_prediction
 from archdiff.training import TrainConfig, train
 
 ROUNDING = 0.5  # |ID - h| below this: the estimate rounds to h
@@ -76,7 +77,7 @@ def run(ctx: Context) -> Result:
             f"Samples of the bottleneck MLP with h={h} (H={kw['hidden']}) lie on an h-dimensional manifold: "
             f"|TwoNN dimension - {h}| < {ROUNDING} (the estimate rounds to h; the estimator's error on known "
             f"1-D/2-D sets of the same size is reported as id_calibration_error).",
-            abs(m[f"id_{name}"] - h), ROUNDING))
+            abs(m[f"id_{name}"] - bottleneck_prediction(h)), ROUNDING))
     lim = 3.2 * toy2d.R3 / math.sqrt(2) * 1.2
     fig = plots.scatter_panels(ctx.out / "fig4.png", panels, lim=lim)
     return Result(m, claims, [fig.name])
