@@ -7,6 +7,7 @@ import sys
 
 from archdiff.experiments import UserError, get, registry
 from archdiff.experiments.base import SCALES
+from archdiff.threads import DEFAULT_THREADS, ENV
 
 
 class _Parser(argparse.ArgumentParser):
@@ -17,12 +18,16 @@ class _Parser(argparse.ArgumentParser):
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", choices=SCALES, default="quick", help="quick (CPU, minutes) or paper")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--seed", type=int, default=0, help="seed for data, noise and training")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for data, noise and training: an integer from 0 to 2**63 - 1")
     p.add_argument("--out", default="runs", help="output root (default: runs)")
     p.add_argument("--data", default=None,
                    help="image data for the image experiments: lfw | digits | celeba:PATH | "
                         "folder:PATH | npz:PATH")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=f"CPU threads for torch (default: ${ENV}, else {DEFAULT_THREADS}; "
+                        f"0: torch's own default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,13 +56,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{exp.id}\t{exp.title}")
         elif args.command == "run":
             record = run_experiment(get(args.id), args.scale, seed=args.seed, device=args.device,
-                                    out=args.out, data=args.data, progress=not args.quiet)
+                                    out=args.out, data=args.data, progress=not args.quiet,
+                                    threads=args.threads)
             _print_claims(record)
             print(f"wrote {args.out}/{args.id}/ in {record['seconds']:.1f} s")
         else:
             summary = reproduce(args.scale, seed=args.seed, device=args.device, out=args.out,
                                 data=args.data, force=args.force, only=args.only,
-                                progress=not args.quiet)
+                                progress=not args.quiet, threads=args.threads)
             print(f"claims holding: {summary['claims_holding']} of {summary['claims_total']}; "
                   f"report: {args.out}/report.html")
     except UserError as e:

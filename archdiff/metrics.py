@@ -6,6 +6,9 @@ Notation: x = generated samples, ref = reference samples or training set, D = pr
 - Sliced Wasserstein-2 over random unit directions; MMD^2 with a Gaussian kernel (median bandwidth).
 - TwoNN intrinsic dimension (Facco et al. 2017): d = (N - 1) / sum_i log(r2_i / r1_i).
 - Effective rank (Roy & Vetterli 2007): exp(entropy of the normalized singular values).
+- Moments against a Gaussian target N(mean, V diag(lam) V^T) given by its eigenpairs, so image-sized
+  targets (D ~ 10^4) never form a D x D matrix; every covariance spectrum comes from
+  ``linalg.covariance_eigh``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import math
 
 import torch
 
-from archdiff.denoisers.closed_form import flatten
+from archdiff import seeding
+from archdiff.linalg import covariance_eigh, flatten
 
 COPY_RATIO = 1.0 / 3.0
 
@@ -23,30 +27,39 @@ def _f64(x: torch.Tensor) -> torch.Tensor:
     return flatten(x).to(torch.float64)
 
 
-def mean_error(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> float:
-    """|mean(x) - mean| / sqrt(tr cov): for n draws of N(mean, cov) its RMS is 1 / sqrt(n)."""
+def mean_error(x: torch.Tensor, mean: torch.Tensor, eigvals: torch.Tensor) -> float:
+    """|mean(x) - mean| / sqrt(tr Sigma), tr Sigma = sum(eigvals): for n draws of the Gaussian its RMS
+    is 1 / sqrt(n)."""
     m = _f64(x).mean(0)
-    return float((m - mean.reshape(-1).to(m)).norm() / cov.to(m).trace().sqrt())
+    return float((m - mean.reshape(-1).to(m)).norm() / eigvals.to(m).sum().sqrt())
 
 
-def covariance_error_scale(cov: torch.Tensor, n: int) -> float:
-    """RMS of ``covariance_error`` for n Gaussian draws: sqrt((tr(S)^2 + tr(S^2)) / n) / |S|_F."""
-    c = cov.to(torch.float64)
-    fro2 = float((c * c).sum())
-    return math.sqrt((float(c.trace()) ** 2 + fro2) / n / fro2)
+def covariance_error_scale(eigvals: torch.Tensor, n: int) -> float:
+    """RMS of ``covariance_error`` for n Gaussian draws: sqrt((tr(S)^2 + tr(S^2)) / n) / |S|_F,
+    S = V diag(eigvals) V^T."""
+    lam = eigvals.to(torch.float64)
+    fro2 = float(lam.square().sum())
+    return math.sqrt((float(lam.sum()) ** 2 + fro2) / n / fro2)
 
 
-def covariance(x: torch.Tensor) -> torch.Tensor:
-    """Empirical (1/N) covariance [D, D] in float64."""
-    f = _f64(x)
-    c = f - f.mean(0)
-    return c.T @ c / f.shape[0]
+def covariance_eigvals(x: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of the samples' (1/n) covariance, descending [min(n, D)] (float64)."""
+    return covariance_eigh(x, vectors=False)
 
 
-def covariance_error(x: torch.Tensor, cov: torch.Tensor) -> float:
-    """Relative Frobenius error |Cov(x) - cov|_F / |cov|_F."""
-    target = cov.to(torch.float64).to(x.device)
-    return float((covariance(x) - target).norm() / target.norm())
+def covariance_error(x: torch.Tensor, eigvecs: torch.Tensor, eigvals: torch.Tensor) -> float:
+    """Relative Frobenius error |Cov(x) - S|_F / |S|_F of the samples' (1/n) covariance against
+    S = V diag(lam) V^T (V [D, K] orthonormal), without forming D x D matrices:
+    |C - S|^2 = |C|^2 - 2 tr(C S) + |S|^2, |C|^2 from the smaller Gram matrix of the centred samples."""
+    z = _f64(x).to(eigvecs.device)
+    z = z - z.mean(0)
+    n = z.shape[0]
+    gram = z @ z.T if n <= z.shape[1] else z.T @ z  # [n, n] or [D, D]: the same nonzero spectrum
+    c2 = float((gram / n).square().sum())
+    lam = eigvals.to(z)
+    cross = float(((z @ eigvecs.to(z)).square() * lam).sum() / n)  # tr(C S)
+    s2 = float(lam.square().sum())
+    return max(c2 - 2 * cross + s2, 0.0) ** 0.5 / s2**0.5
 
 
 def pairwise_nn(x: torch.Tensor, ref: torch.Tensor, k: int = 2, chunk: int = 1024):
@@ -72,6 +85,12 @@ def copy_fraction(x: torch.Tensor, train: torch.Tensor, ratio: float = COPY_RATI
     return float(copy_mask(x, train, ratio).double().mean())
 
 
+def copy_stats(x: torch.Tensor, train: torch.Tensor) -> dict[str, float]:
+    """``copy_fraction`` and ``nn_distance`` of samples x against the training set, by name."""
+    train = train.to(x.device)
+    return {"copy_fraction": copy_fraction(x, train), "nn_distance": nn_distance(x, train)}
+
+
 def nn_distance(x: torch.Tensor, train: torch.Tensor) -> float:
     """Median distance from a sample to its nearest training point, per sqrt(D) (an RMS)."""
     d, _ = pairwise_nn(x, train, k=1)
@@ -88,7 +107,7 @@ def sliced_wasserstein(
 ) -> float:
     """Sliced Wasserstein-2 distance between two sample sets (sizes may differ)."""
     x, y = _f64(a), _f64(b).to(a.device)
-    g = torch.Generator().manual_seed(seed)
+    g = seeding.generator(seed, "sliced-wasserstein")
     dirs = torch.randn(x.shape[1], n_proj, generator=g, dtype=torch.float64).to(x.device)
     dirs = dirs / dirs.norm(dim=0)
     q = (torch.arange(n_quantiles, dtype=torch.float64, device=x.device) + 0.5) / n_quantiles
@@ -120,9 +139,8 @@ def intrinsic_dimension(x: torch.Tensor, decimals: int = 6) -> float:
 
 
 def singular_values(x: torch.Tensor) -> torch.Tensor:
-    """Singular values of the centred samples, scaled so their squares are covariance eigenvalues."""
-    f = _f64(x)
-    return torch.linalg.svdvals((f - f.mean(0)) / math.sqrt(f.shape[0]))
+    """Singular values of the centred samples / sqrt(n): the square roots of ``covariance_eigvals``."""
+    return covariance_eigvals(x).sqrt()
 
 
 def numerical_rank(x: torch.Tensor, rtol: float = 1e-4) -> int:

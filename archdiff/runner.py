@@ -2,6 +2,11 @@
 
 A run writes into ``OUT/.ID.partial`` and only when it has finished moves it to ``OUT/ID``, so a
 crashed or interrupted run never leaves a folder that looks finished.
+
+``config.toml`` is the run's identity and the one file that says what ran: experiment, scale, seed, data
+and the full ``config`` (the scale's settings with any overrides), plus device, version and
+``resolved`` (settings the experiment derived while running, e.g. a schedule scaled to the image size).
+``reproduce`` skips a finished run only when its identity matches the one asked for.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from pathlib import Path
 import tomli_w
 import torch
 
-from archdiff import __version__
+from archdiff import __version__, seeding
 from archdiff.errors import resolve_device
 from archdiff.experiments import Experiment, UserError
-from archdiff.experiments.base import SCALES, Context
+from archdiff.experiments.base import SCALES, Context, check_keys
+from archdiff.threads import policy as threads_policy
 
 MARKER = "FINISHED"
 
@@ -61,6 +67,16 @@ def _toml_safe(value):
     return value
 
 
+def run_identity(exp: Experiment, scale: str, seed: int, data: str | None,
+                 overrides: dict | None = None) -> dict:
+    """What makes two runs the same run: experiment, scale, seed, data and the full config."""
+    if scale not in SCALES:
+        raise UserError(f"unknown scale {scale!r}: use {' or '.join(SCALES)}")
+    return {"experiment": exp.id, "scale": scale, "seed": seeding.check_seed(seed),
+            "data": data if exp.uses_images else None,  # the 2-D experiments build their own data
+            "config": {**exp.config(scale), **(overrides or {})}}
+
+
 def run_experiment(
     exp: Experiment,
     scale: str = "quick",
@@ -71,28 +87,28 @@ def run_experiment(
     data: str | None = None,
     overrides: dict | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> dict:
-    """Run one experiment and return its metrics.json content (metrics plus claims)."""
-    if scale not in SCALES:
-        raise UserError(f"unknown scale {scale!r}: use {' or '.join(SCALES)}")
-    if data is not None and not exp.uses_images:
-        data = None  # the 2-D experiments build their own data
-    config = {**exp.config(scale), **(overrides or {})}
+    """Run one experiment and return its metrics.json content (metrics plus claims).
+
+    ``threads``: the CPU thread count for the run (see ``archdiff.threads``; None: the policy's default).
+    """
+    identity = run_identity(exp, scale, seed, data, overrides)
     root = prepare_out(Path(out))
     final, partial = root / exp.id, root / f".{exp.id}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     dev = resolve_device(device)
-    resolved = {
-        "experiment": exp.id, "scale": scale, "seed": seed, "device": str(dev),
-        "data": data, "archdiff_version": __version__, "config": config,
-    }
-    (partial / "config.toml").write_text(tomli_w.dumps(_toml_safe(resolved)))
-    ctx = Context(config=config, scale=scale, seed=seed, device=dev, out=partial, data=data,
-                  progress=progress)
-    start = time.perf_counter()
-    result = exp.run(ctx)
-    seconds = time.perf_counter() - start
+    ctx = Context(config=identity["config"], scale=scale, seed=seed, device=dev, out=partial,
+                  data=identity["data"], progress=progress)
+    about = {**identity, "device": str(dev), "archdiff_version": __version__}
+    _write_toml(partial / "config.toml", about)
+    with threads_policy(threads) as n_threads:
+        start = time.perf_counter()
+        result = exp.run(ctx)
+        seconds = time.perf_counter() - start
+    check_keys(result.metrics)
+    _write_toml(partial / "config.toml", {**about, "threads": n_threads, "resolved": ctx.resolved})
     record = {
         "experiment": exp.id, "title": exp.title, "paper": exp.paper, "scale": scale,
         "seed": seed, "device": str(dev), "seconds": round(seconds, 3),
@@ -117,6 +133,7 @@ def reproduce(
     only: list[str] | None = None,
     log=print,
     progress: bool = True,
+    threads: int | None = None,
 ) -> dict:
     """Run every registered experiment (skipping finished ones unless ``force``), then write
     ``summary.json`` and ``report.html`` in ``out``. Returns the summary."""
@@ -125,6 +142,7 @@ def reproduce(
 
     root = prepare_out(Path(out))
     resolve_device(device)
+    seeding.check_seed(seed)
     exps = registry()
     if only:
         unknown = [i for i in only if i not in exps]
@@ -134,11 +152,12 @@ def reproduce(
     records = []
     for exp in exps.values():
         run_dir = root / exp.id
-        if is_finished(run_dir) and not force and _same_run(run_dir, scale, seed, data, exp):
+        if is_finished(run_dir) and not force and _same_run(run_dir, run_identity(exp, scale, seed, data)):
             log(f"[skip] {exp.id}: finished result already in {run_dir} (use --force to rerun)")
         else:
             log(f"[run]  {exp.id}: {exp.title}")
-            run_experiment(exp, scale, seed=seed, device=device, out=root, data=data, progress=progress)
+            run_experiment(exp, scale, seed=seed, device=device, out=root, data=data, progress=progress,
+                           threads=threads)
         records.append(json.loads((run_dir / "metrics.json").read_text()))
     summary = {
         "scale": scale, "seed": seed, "archdiff_version": __version__,
@@ -152,16 +171,19 @@ def reproduce(
     return summary
 
 
-def _same_run(run_dir: Path, scale: str, seed: int, data: str | None, exp: Experiment) -> bool:
-    rec = json.loads((run_dir / "metrics.json").read_text())
-    if rec.get("scale") != scale or rec.get("seed") != seed:
-        return False
-    if exp.uses_images:
-        import tomllib
+def _same_run(run_dir: Path, identity: dict) -> bool:
+    """True when the finished run in run_dir has this identity (see ``run_identity``)."""
+    import tomllib
 
-        cfg = tomllib.loads((run_dir / "config.toml").read_text())
-        return cfg.get("data") == data
-    return True
+    try:
+        saved = tomllib.loads((run_dir / "config.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return _toml_safe({k: saved.get(k) for k in identity}) == _toml_safe(identity)
+
+
+def _write_toml(path: Path, content: dict) -> None:
+    path.write_text(tomli_w.dumps(_toml_safe(content)))
 
 
 def _write_atomic(path: Path, text: str) -> None:

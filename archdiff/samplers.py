@@ -19,12 +19,15 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from archdiff import seeding
 from archdiff.denoisers.base import Denoiser
 
 
-def initial_noise(n: int, shape: tuple[int, ...], seed: int, device="cpu") -> torch.Tensor:
-    """x_T ~ N(0, I) [n, *shape], drawn on the CPU from ``seed`` so every device gets the same noise."""
-    g = torch.Generator().manual_seed(seed)
+def initial_noise(n: int, shape: tuple[int, ...], seed: int, device="cpu", *,
+                  stream: str = "x_T") -> torch.Tensor:
+    """x_T ~ N(0, I) [n, *shape], drawn on the CPU from (``seed``, ``stream``) so every device gets the same
+    noise; other ``stream`` names give independent noise under the same seed."""
+    g = seeding.generator(seed, "initial-noise", stream)
     return torch.randn((n, *shape), generator=g, dtype=torch.float32).to(device)
 
 

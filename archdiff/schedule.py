@@ -61,8 +61,11 @@ def sampling_levels(schedule: Schedule | str, steps: int, t_max: float = T_MAX) 
 
 
 def noisy(x0: torch.Tensor, alpha_bar: torch.Tensor | float, noise: torch.Tensor) -> torch.Tensor:
-    """Forward process: sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) n (alpha_bar scalar or [B])."""
+    """The forward process, x_t = sqrt(a) x_0 + sqrt(1 - a) n: the one place it is written.
+
+    ``alpha_bar``: a float, or a tensor of x0's leading dimensions ([B], [L, B], ...). The coefficients
+    are computed in float64 and cast to x0's dtype, so float64 data stay exact.
+    """
     ab = torch.as_tensor(alpha_bar, dtype=torch.float64, device=x0.device)
-    if ab.ndim == 1:
-        ab = ab.view(-1, *([1] * (x0.ndim - 1)))
-    return (ab.sqrt() * x0 + (1 - ab).sqrt() * noise).to(x0.dtype)
+    ab = ab.reshape(*ab.shape, *([1] * (x0.ndim - ab.ndim)))  # broadcast over the trailing dims
+    return ab.sqrt().to(x0.dtype) * x0 + (1 - ab).sqrt().to(x0.dtype) * noise

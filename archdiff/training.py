@@ -24,12 +24,14 @@ Per-level engines (``TrainConfig.engine``):
                vmap cannot run (data-dependent control flow, buffers re-assigned instead of updated).
     "auto"     "batched" when a side-effect-free probe step under vmap succeeds, else "loop".
 The loss is the SUM over levels of each level's mean MSE, so each network gets exactly the gradient it
-would get alone. Each level draws its initial weights, batches and noise from its own seed, derived from
-(seed, level value): a level's network does not depend on which other levels are trained beside it.
+would get alone. Each level draws its initial weights, batches and noise from its own streams, derived from
+(seed, level value) by ``archdiff.seeding``: a level's network does not depend on which other levels are
+trained beside it.
 
-Checkpoints (when ``out`` is given): ``config.json`` (network spec, resolved config, levels, data
-fingerprint), ``checkpoint.safetensors`` (weights, optimizer state, generator states, loss history,
-written atomically every ``checkpoint_every`` epochs), ``model.safetensors`` (final weights),
+Outputs (when ``out`` is given): the saved-model files of ``denoisers.trained`` (``config.json``: network
+spec, resolved training config with its levels, data shape and fingerprint; ``model.safetensors``: the
+final weights), written by the same writer as ``Denoiser.save``; ``checkpoint.safetensors`` (weights,
+optimizer state, generator states, loss history, written atomically every ``checkpoint_every`` epochs);
 ``losses.csv`` / ``losses.png``. ``resume=True`` continues from the checkpoint; on CPU the result is
 bit-identical to an uninterrupted run with the same seed.
 """
@@ -51,14 +53,17 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from archdiff import schedule as sched
+from archdiff import seeding
 from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.trained import (
     CONFIG_FILE,
     MODEL_FILE,
     PerLevelDenoiser,
     TimeConditionedDenoiser,
+    model_config,
     read_safetensors,
     write_config,
+    write_model,
     write_safetensors,
 )
 from archdiff.errors import resolve_device
@@ -99,9 +104,12 @@ class TrainResult:
 # ----------------------------------------------------------------------------------------- seeds
 
 
-def level_seed(seed: int, level: float) -> int:
-    """Seed of one level's network and data stream, from (seed, level value) only."""
-    return hash((int(seed), round(float(level), 12))) % (2**62)
+def network_seeds(seed: int, levels: list[float] | None) -> list[tuple[int, int]]:
+    """(initial-weights seed, batches-and-noise seed) of each network: one per level, from (seed, level)
+    alone; ``levels=None``: the one time-conditioned network."""
+    labels = ["time-conditioned"] if levels is None else [seeding.level_label(a) for a in levels]
+    return [(seeding.derive(seed, "network", lab, "init"), seeding.derive(seed, "network", lab, "batches"))
+            for lab in labels]
 
 
 def _init_module(spec: NetSpec, seed: int, level_input: bool) -> nn.Module:
@@ -237,6 +245,7 @@ def _validate(config: TrainConfig) -> None:
             raise ValueError(f"TrainConfig.{key} = {getattr(config, key)!r}: use one of {allowed}")
     if config.epochs < 1 or config.batch_size < 1 or config.checkpoint_every < 1:
         raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
+    seeding.check_seed(config.seed)
 
 
 class _Run:
@@ -247,13 +256,9 @@ class _Run:
         self.data = data.to(device, torch.float32)
         self.time = config.conditioning == "time"
         self.levels = training_levels(config).to(device)
-        if self.time:
-            seeds = [config.seed]
-            modules = [_init_module(spec, config.seed, level_input=True)]
-        else:
-            seeds = [level_seed(config.seed, a) for a in self.levels.tolist()]
-            modules = [_init_module(spec, s, level_input=False) for s in seeds]
-        self.generators = [torch.Generator(device=device).manual_seed(s + 1) for s in seeds]
+        seeds = network_seeds(config.seed, None if self.time else self.levels.tolist())
+        modules = [_init_module(spec, init, level_input=self.time) for init, _ in seeds]
+        self.generators = [torch.Generator(device=device).manual_seed(batches) for _, batches in seeds]
         self.engine = self._engine(modules, config.engine)
         self.nets = (
             StackedNets(modules).to(device) if self.engine == "batched"
@@ -303,9 +308,7 @@ class _Run:
         if self.config.antithetic:
             x0, noise, level = (torch.cat([x0, x0], 1), torch.cat([noise, -noise], 1),
                                 torch.cat([level, level], 1))
-        a = level.reshape(*level.shape, *([1] * (x0.ndim - 2)))
-        x_t = a.sqrt().float() * x0 + (1 - a).sqrt().float() * noise  # coefficients in float64, then fp32
-        return x_t, x0, level
+        return sched.noisy(x0, level, noise), x0, level
 
     def _lr(self, step: int) -> float:
         if self.config.lr_schedule == "constant":
@@ -334,14 +337,20 @@ class _Run:
             total += per_level.detach().double() * x0.shape[1]
         return (total / (n * (2 if self.config.antithetic else 1))).cpu()
 
-    def denoiser(self) -> PerLevelDenoiser | TimeConditionedDenoiser:
+    def config_record(self) -> dict:
+        """The saved model's config.json: network, training config as it ran, data shape and fingerprint."""
+        data = {"n": int(self.data.shape[0]), "sha256": fingerprint(self.data)}
+        return model_config(self.spec, tuple(self.data.shape[1:]), self.resolved(), data)
+
+    def denoiser(self, config: dict) -> PerLevelDenoiser | TimeConditionedDenoiser:
         """The trained networks as a Denoiser (eval mode, a copy of the current weights)."""
         state = {k: v.detach().clone() for k, v in self.nets.state().items()}
         shape = tuple(self.data.shape[1:])
         if self.time:
-            return TimeConditionedDenoiser(self.spec, {k: v[0] for k, v in state.items()}, shape, self.device)
+            return TimeConditionedDenoiser(self.spec, {k: v[0] for k, v in state.items()}, shape, self.device,
+                                           config=config)
         return PerLevelDenoiser(self.spec, self.levels, state, shape, self.device,
-                                batched=self.engine == "batched")
+                                batched=self.engine == "batched", config=config)
 
     # -- checkpoints ------------------------------------------------------------------------------
 
@@ -379,11 +388,6 @@ class _Run:
 _AMP = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _run_config(run: _Run, data: torch.Tensor) -> dict:
-    return {"net": run.spec.to_dict(), "train": run.resolved(), "shape": list(data.shape[1:]),
-            "data": {"n": int(data.shape[0]), "sha256": fingerprint(data)}}
-
-
 def _comparable(cfg: dict) -> dict:
     """The part of config.json a resumed run must match (checkpoint frequency may change)."""
     c = json.loads(json.dumps(cfg))
@@ -408,7 +412,7 @@ def _write_outputs(run: _Run, out: Path, cfg: dict, final: bool) -> None:
     write_safetensors(out / CHECKPOINT_FILE, run.checkpoint_tensors())
     _write_losses(out, torch.stack(run.losses), run.levels, plot=final)
     if final:
-        write_safetensors(out / MODEL_FILE, run.nets.state())
+        write_model(out, cfg, run.nets.state())
 
 
 def _write_losses(out: Path, losses: torch.Tensor, levels: torch.Tensor, plot: bool) -> None:
@@ -444,7 +448,7 @@ def train(
     """
     _validate(config)
     run = _Run(net, data, config, resolve_device(device))
-    cfg = _run_config(run, data)
+    cfg = run.config_record()
     start = 0
     if out is not None:
         out = Path(out)
@@ -465,4 +469,4 @@ def train(
     if out is not None and start >= config.epochs and not (out / MODEL_FILE).exists():
         _write_outputs(run, out, cfg, final=True)
     losses = torch.stack(run.losses) if run.losses else torch.zeros(0, max(len(run.generators), 1))
-    return TrainResult(run.denoiser(), losses, out)
+    return TrainResult(run.denoiser(cfg), losses, out)

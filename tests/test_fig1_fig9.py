@@ -6,7 +6,7 @@ from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.trained import TimeConditionedDenoiser
 from archdiff.experiments import fig1_unet_variants as fig1
 from archdiff.experiments import fig9_mlp_width as fig9
-from archdiff.experiments.base import Context
+from archdiff.experiments.base import Context, key
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 
@@ -66,8 +66,8 @@ def test_fig1_runs_end_to_end(tmp_path):
     result = fig1.run(ctx)
     assert len(result.claims) == 5
     for name in fig1.variants(ctx.config, 1):
-        assert 0 <= result.metrics[f"copy_fraction_{fig1.slug(name)}"] <= 1
-    assert result.metrics["receptive_field_more_pooling"] == fig1.receptive_field(2)
+        assert 0 <= result.metrics[key("copy_fraction", name)] <= 1
+    assert result.metrics["receptive_field.more_pooling"] == fig1.receptive_field(2)
     assert all((tmp_path / f).is_file() for f in result.figures)
 
 

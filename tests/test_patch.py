@@ -9,7 +9,10 @@ import torch
 
 from archdiff.denoisers import PolynomialDenoiser
 from archdiff.denoisers.patch import PAPER_PATCHES, PatchPolynomialDenoiser, axis_groups, scaled_schedule
-from archdiff.denoisers.polynomial import level_generator, power_features, random_layer, ridge_solve
+from archdiff.denoisers.polynomial import fit_noise, power_features, random_layer
+from archdiff.linalg import ridge_solve
+from archdiff.schedule import noisy as forward_noise
+from archdiff.threads import single_thread
 
 LEVEL = 0.37
 
@@ -17,18 +20,15 @@ LEVEL = 0.37
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny tensors gain nothing from threads, and threaded tiny LAPACK calls crawl on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_thread():
+        yield
 
 
 def reference_inputs(data: torch.Tensor, alpha_bar: float, p: int, width: int, seed: int = 0):
     """What every pixel's fit reads: clean images, their noisy copies (the global model's draw), R and b."""
     x = data.to(torch.float64)
-    g = level_generator(seed, alpha_bar)
-    noise = torch.randn(x.shape[0], x[0].numel(), generator=g, dtype=torch.float64)
-    noisy = math.sqrt(alpha_bar) * x + math.sqrt(1 - alpha_bar) * noise.to(x.device).reshape(x.shape)
+    noise = fit_noise(seed, alpha_bar, (x.shape[0], x[0].numel()))
+    noisy = forward_noise(x, alpha_bar, noise.to(x.device).reshape(x.shape))
     r, b = random_layer(x.shape[1] * p * p, width, seed, device=x.device)
     return x, noisy, r, b
 

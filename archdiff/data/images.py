@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from archdiff import seeding
 from archdiff.errors import UserError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -49,7 +50,7 @@ GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 CELEBA_CROP = 140 / 178  # crop side as a fraction of the image width (140 px of the 178 px release)
 CELEBA_SIZE = 64
 FOLDER_DEFAULT_N = 1000
-CACHE_VERSION = 1  # bump when the preprocessing changes, so old cache entries are not reused
+CACHE_VERSION = 2  # bump when the preprocessing changes, so old cache entries are not reused
 SPECS = "lfw, digits, celeba:PATH, folder:PATH or npz:PATH"
 
 
@@ -155,7 +156,7 @@ def subset_size(count: int, n: int | None, name: str, default: int | None = None
 
 def subset(count: int, n: int | None, seed: int, name: str) -> np.ndarray:
     """Sorted indices of a seeded subset of n out of count items (all when n is None)."""
-    perm = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(count, generator=seeding.generator(seed, "data-subset"))
     return np.sort(perm[:subset_size(count, n, name)].numpy())
 
 
@@ -283,7 +284,7 @@ def load_folder(folder: Path, kind: str, n: int | None, size: int | None, seed: 
     cached = read_cache(name, folder, checksum)
     if cached is None:
         # a seeded order over all files, so corrupt files are replaced by the next ones in the order
-        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).numpy()
+        order = torch.randperm(len(files), generator=seeding.generator(seed, "data-subset")).numpy()
         arrays, names = decode(files, order, want, kind, size)
         if len(arrays) < want:
             raise UserError(f"{kind}: only {len(arrays)} readable images in {folder} "

@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from archdiff import seeding
+
 # Population parameters. 3GMM: equal weights, means on a circle of radius R3 (equilateral
 # triangle), isotropic components of SD S3. Its covariance is (S3^2 + R3^2 / 2) I.
 R3, S3 = 2.0, 0.35
@@ -59,13 +61,13 @@ def match_moments(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> tor
 
 def gmm3(n: int, seed: int = 0, exact: bool = True) -> torch.Tensor:
     """n points [n, 2] of the 3GMM; ``exact``: empirical mean/cov set to the population's."""
-    x = _mixture(*gmm3_params(), n, torch.Generator().manual_seed(seed))
+    x = _mixture(*gmm3_params(), n, seeding.generator(seed, "gmm3"))
     return match_moments(x, *population_moments()) if exact else x
 
 
 def gmm2(n: int, seed: int = 0, exact: bool = True) -> torch.Tensor:
     """n points [n, 2] of the 2GMM; ``exact``: empirical mean/cov set to the population's."""
-    x = _mixture(*gmm2_params(), n, torch.Generator().manual_seed(seed + 1))
+    x = _mixture(*gmm2_params(), n, seeding.generator(seed, "gmm2"))
     return match_moments(x, *population_moments()) if exact else x
 
 

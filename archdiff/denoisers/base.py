@@ -51,3 +51,38 @@ def per_level(
         rows = alpha_bar == level
         out[rows] = fn(x[rows], float(level)).to(out.dtype)
     return out
+
+
+class LevelFitted(Denoiser):
+    """A closed-form denoiser fitted separately at each noise level, lazily, with the fits cached.
+
+    Subclasses implement ``fit_level(alpha_bar) -> fit`` (any object holding what the level's fit found)
+    and ``apply_fit(fit, x) -> x0_hat`` for x [B, *shape] at that level. ``fit_at(alpha_bar)`` is the
+    public surface: the cached fit of one level (fitted on first use).
+    """
+
+    def __init__(self) -> None:
+        self._fits: dict[float, object] = {}
+
+    @abstractmethod
+    def fit_level(self, alpha_bar: float):
+        """Fit at one noise level (not cached: use ``fit_at``)."""
+
+    @abstractmethod
+    def apply_fit(self, fit, x: torch.Tensor) -> torch.Tensor:
+        """x0_hat for x [B, *shape], all at the level ``fit`` was fitted at."""
+
+    def fit_at(self, alpha_bar: float):
+        """The fit of one noise level, fitted on first use and cached."""
+        key = float(alpha_bar)
+        if key not in self._fits:
+            self._fits[key] = self.fit_level(key)
+        return self._fits[key]
+
+    @property
+    def fitted_levels(self) -> list[float]:
+        """The levels fitted so far."""
+        return sorted(self._fits)
+
+    def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+        return per_level(x, alpha_bar, lambda xs, a: self.apply_fit(self.fit_at(a), xs))

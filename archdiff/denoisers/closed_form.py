@@ -20,29 +20,9 @@ from __future__ import annotations
 import torch
 
 from archdiff.denoisers.base import Denoiser
+from archdiff.linalg import covariance_eigh, flatten
 
 MIN_VARIANCE = 1e-12  # floor on 1 - alpha_bar; at alpha_bar -> 1 the posterior becomes the argmin
-
-
-def flatten(x: torch.Tensor) -> torch.Tensor:
-    """[N, *shape] -> [N, D]."""
-    return x.reshape(x.shape[0], -1)
-
-
-def covariance_eigh(centred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenpairs of C^T C / N for centred data C [N, D], descending: lam [r], V [D, r], r = min(N, D).
-
-    With N < D it diagonalizes the N x N Gram matrix C C^T / N = U diag(lam) U^T instead and maps
-    back, V = C^T U / sqrt(N lam): the same eigenpairs at a cost of N^2 D rather than D^3 or an SVD.
-    """
-    n, d = centred.shape
-    if n >= d:
-        lam, vecs = torch.linalg.eigh(centred.T @ centred / n)
-        return lam.flip(0).clamp_min(0.0), vecs.flip(1)
-    lam, u = torch.linalg.eigh(centred @ centred.T / n)
-    lam, u = lam.flip(0).clamp_min(0.0), u.flip(1)
-    vecs = centred.T @ u / (n * lam).sqrt().clamp_min(1e-300)
-    return lam, vecs
 
 
 class EmpiricalOptimal(Denoiser):
@@ -78,14 +58,21 @@ class LinearDenoiser(Denoiser):
     @classmethod
     def fit(cls, data: torch.Tensor, rank: int | None = None, rtol: float = 1e-10) -> LinearDenoiser:
         """Fit from data [N, *shape]; ``rank`` K keeps the top-K eigenpairs (None: the data's rank)."""
-        if rank is not None and rank < 1:
-            raise ValueError(f"rank must be >= 1, got {rank}")
-        x = flatten(data).to(torch.float64)
-        mean = x.mean(0)
-        eigvals, eigvecs = covariance_eigh(x - mean)
+        eigvals, eigvecs = covariance_eigh(data)
         keep = int((eigvals > rtol * eigvals[0].clamp_min(1e-300)).sum())
-        keep = keep if rank is None else min(keep, rank)
-        return cls(mean, eigvecs[:, :keep].contiguous(), eigvals[:keep].contiguous(), data.shape[1:])
+        full = cls(flatten(data).to(torch.float64).mean(0), eigvecs[:, :keep].contiguous(),
+                   eigvals[:keep].contiguous(), data.shape[1:])
+        return full if rank is None else full.truncated(rank)
+
+    def truncated(self, rank: int) -> LinearDenoiser:
+        """The rank-K bottleneck of this model: its K leading eigenpairs (Theorem 4); K >= this rank
+        returns the model unchanged."""
+        if rank < 1:
+            raise ValueError(f"rank must be >= 1, got {rank}")
+        if rank >= self.rank:
+            return self
+        vecs, vals = self.eigvecs[:, :rank].contiguous(), self.eigvals[:rank].contiguous()
+        return LinearDenoiser(self.mean, vecs, vals, self.shape)
 
     @property
     def rank(self) -> int:

@@ -9,7 +9,7 @@ Notation (paper Sec. 3.2; locality as in Kamb & Ganguli 2025, the paper's [9]):
                  global ``PolynomialDenoiser`` draws its own (same shapes -> the same R, b)
     phi(y_P)     power_features(R y_P + b): degree-k features plus a constant, [F + 1]
     W_ij         [F + 1, C]: the ridge least squares from phi(y_P) to the clean pixel x_ij over one noisy
-                 copy of every training image (drawn by ``level_generator(seed, a)``, as the global model)
+                 copy of every training image (the noise of ``fit_noise(seed, a)``, as the global model)
 
     x0_hat_ij(y) = phi(y_P(i, j))^T W_ij       (only the centre pixel's prediction of each patch is kept)
 
@@ -25,28 +25,23 @@ Every step runs in float64: on an H100, float64 matmuls run on tensor cores at t
 rate, and degree-3 features with a 1e-5 ridge give Gram matrices with condition numbers up to
 ~F / 1e-5 that float32 would not solve accurately.
 
-The authors' released code loops over every pixel in Python (see the reference notes); their notes do not
-say whether each pixel draws its own random matrix. Here one R per step is shared by all patches of
+The authors' released code loops over every pixel in Python, fitting one regression per pixel; it does not
+make clear whether each pixel draws its own random matrix. Here one R per step is shared by all patches of
 that step, which keeps the model translation-equivariant in its features (only W depends on position).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from archdiff.denoisers.base import Denoiser, per_level
-from archdiff.denoisers.closed_form import flatten
-from archdiff.denoisers.polynomial import (
-    TINY,
-    level_generator,
-    power_features,
-    random_layer,
-    ridge_solve_batched,
-)
+from archdiff import seeding
+from archdiff.denoisers.base import LevelFitted
+from archdiff.denoisers.polynomial import fit_noise, power_features, random_layer
+from archdiff.linalg import TINY, flatten, ridge_solve_batched
+from archdiff.schedule import noisy
 
 PAPER_PATCHES = (64, 55, 45, 35, 27, 21, 15, 11, 7, 3)  # patch size per step of 10, for 64 x 64 images
 PAPER_WIDTHS = (1024, 1024, 512, 256, 128, 128, 64, 32, 16, 8)  # feature count F per step
@@ -120,7 +115,15 @@ def patches(img: torch.Tensor, u: torch.Tensor, v: torch.Tensor, p: int) -> torc
     return t.movedim(2, 0).reshape(len(u), img.shape[0], -1)
 
 
-class PatchPolynomialDenoiser(Denoiser):
+@dataclass(frozen=True)
+class PatchFit:
+    """A level's fit: its step and, per chunk of patches, (block, scales [Q, 1, F], W [Q, F + 1, .])."""
+
+    step: int
+    chunks: list[tuple[Block, torch.Tensor, torch.Tensor]]
+
+
+class PatchPolynomialDenoiser(LevelFitted):
     """Per-pixel random-feature polynomial regression on clamped patches, one fit per noise level.
 
     ``schedule`` lists (patch size, width) per sampling step; ``levels`` the noise levels (alpha_bar,
@@ -141,6 +144,7 @@ class PatchPolynomialDenoiser(Denoiser):
         normalize: str = "column",
         max_chunk_bytes: int = 2**30,
     ):
+        super().__init__()
         if data.ndim != 4:
             raise ValueError(f"data must be images [N, C, H, W], got shape {tuple(data.shape)}")
         _, c, h, w = data.shape
@@ -154,12 +158,11 @@ class PatchPolynomialDenoiser(Denoiser):
         if normalize not in ("column", "sample"):
             raise ValueError(f"normalize must be 'column' or 'sample', got {normalize!r}")
         self.data = data.to(torch.float64)  # [N, C, H, W]
-        self.schedule, self.degree, self.ridge, self.seed = schedule, degree, ridge, seed
+        self.schedule, self.degree, self.ridge, self.seed = schedule, degree, ridge, seeding.check_seed(seed)
         self.levels = None if levels is None else torch.as_tensor(levels, dtype=torch.float64).cpu()
         self.bias, self.normalize, self.max_chunk_bytes = bias, normalize, max_chunk_bytes
         # one random layer per distinct (patch, width), drawn as the global model draws its own
         self.layers = {(p, f): random_layer(c * p * p, f, seed, bias, data.device) for p, f in set(schedule)}
-        self.fits: dict[float, tuple[int, list]] = {}  # level -> (step, [(block, scale, W)])
 
     def step(self, alpha_bar: float) -> int:
         """Index of the schedule step that serves this level (nearest listed level)."""
@@ -173,36 +176,29 @@ class PatchPolynomialDenoiser(Denoiser):
         per_patch = 8 * (n * (3 * c * p * p + 3 * (f + 1)) + 3 * min(f + 1, n) ** 2)  # bounds measured peaks
         return max(1, self.max_chunk_bytes // per_patch)
 
-    def fit_level(self, alpha_bar: float) -> None:
+    def fit_level(self, alpha_bar: float) -> PatchFit:
         """Ridge least squares for every patch class at one level, from one noisy copy of each image."""
         i = self.step(alpha_bar)
         p, f = self.schedule[i]
         r, b = self.layers[(p, f)]
         x = self.data
-        g = level_generator(self.seed, alpha_bar)  # the global model's noise: [N, D] in flatten order
-        noise = torch.randn(flatten(x).shape, generator=g, dtype=torch.float64).to(x.device).reshape(x.shape)
-        y = math.sqrt(alpha_bar) * x + math.sqrt(1 - alpha_bar) * noise
-        fits = []
+        noise = fit_noise(self.seed, alpha_bar, tuple(flatten(x).shape))  # the global model's, [N, D]
+        y = noisy(x, alpha_bar, noise.to(x.device).reshape(x.shape))
+        chunks = []
         for blk in blocks(x.shape[2], x.shape[3], p, self.chunk(p, f), x.device):
             z = patches(y, blk.u, blk.v, p) @ r.T + b  # [Q, N, F]
             scale = z.abs().amax(1, keepdim=True).clamp_min(TINY)  # [Q, 1, F]
             phi = power_features(z, scale, self.degree, self.normalize)  # [Q, N, F + 1]
             w = ridge_solve_batched(phi, blk.pixels(x), self.ridge)  # [Q, F + 1, C r c]
-            fits.append((blk, scale, w))
-        self.fits[alpha_bar] = (i, fits)
+            chunks.append((blk, scale, w))
+        return PatchFit(i, chunks)
 
-    def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-        def at_level(xs: torch.Tensor, a: float) -> torch.Tensor:
-            if a not in self.fits:
-                self.fit_level(a)
-            i, fits = self.fits[a]
-            p, f = self.schedule[i]
-            r, b = self.layers[(p, f)]
-            y = xs.to(torch.float64)
-            out = torch.empty_like(xs)
-            for blk, scale, w in fits:
-                z = patches(y, blk.u, blk.v, p) @ r.T + b  # [Q, B, F]
-                blk.put(out, power_features(z, scale, self.degree, self.normalize) @ w)  # [Q, B, C r c]
-            return out
-
-        return per_level(x, alpha_bar, at_level)
+    def apply_fit(self, fit: PatchFit, x: torch.Tensor) -> torch.Tensor:
+        p, f = self.schedule[fit.step]
+        r, b = self.layers[(p, f)]
+        y = x.to(torch.float64)
+        out = torch.empty_like(x)
+        for blk, scale, w in fit.chunks:
+            z = patches(y, blk.u, blk.v, p) @ r.T + b  # [Q, B, F]
+            blk.put(out, power_features(z, scale, self.degree, self.normalize) @ w)  # [Q, B, C r c]
+        return out

@@ -28,23 +28,32 @@ from __future__ import annotations
 
 import itertools
 import math
-from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
-from archdiff.denoisers.base import Denoiser, per_level
-from archdiff.denoisers.closed_form import flatten
-
-TINY = 1e-300
-
-
-def level_generator(seed: int, alpha_bar: float) -> torch.Generator:
-    """A CPU generator determined by (seed, noise level), so fits do not depend on call order."""
-    key = hash((int(seed), round(float(alpha_bar), 12))) % (2**62)
-    return torch.Generator().manual_seed(key)
+from archdiff import seeding
+from archdiff.denoisers.base import LevelFitted
+from archdiff.linalg import TINY, flatten, ridge_solve_batched, solve_psd
+from archdiff.schedule import noisy
 
 
-class PolynomialDenoiser(Denoiser):
+def fit_noise(seed: int, alpha_bar: float, shape: tuple[int, ...]) -> torch.Tensor:
+    """The noise n [M, D] (float64, CPU) of a closed-form fit's noisy copies at one level, from
+    (seed, level) alone, so fits do not depend on call order (shared by the global and patch models)."""
+    g = seeding.generator(seed, "fit-noise", seeding.level_label(alpha_bar))
+    return torch.randn(shape, generator=g, dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class PolynomialFit:
+    """One level's fit: per-feature scales c [F] (column normalization) and the last layer W [F + 1, D]."""
+
+    scale: torch.Tensor
+    weights: torch.Tensor
+
+
+class PolynomialDenoiser(LevelFitted):
     """Random-feature polynomial denoiser, one least-squares fit per noise level (fitted lazily)."""
 
     def __init__(
@@ -59,44 +68,42 @@ class PolynomialDenoiser(Denoiser):
         normalize: str = "column",
         relative_ridge: bool = True,
     ):
+        super().__init__()
         if degree < 1 or width < 1 or draws < 1:
             raise ValueError("degree, width and draws must all be >= 1")
         if normalize not in ("column", "sample"):
             raise ValueError(f"normalize must be 'column' or 'sample', got {normalize!r}")
         self.shape = tuple(data.shape[1:])
         self.data = flatten(data).to(torch.float64)  # [N, D]
-        self.degree, self.draws, self.ridge, self.seed = degree, draws, ridge, seed
+        self.degree, self.draws, self.ridge, self.seed = degree, draws, ridge, seeding.check_seed(seed)
         self.normalize, self.relative_ridge = normalize, relative_ridge
         self.R, self.b = random_layer(self.data.shape[1], width, seed, bias, self.data.device)  # [F, D], [F]
-        self.fits: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}  # level -> (scale, W)
 
-    def features(self, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        """phi(y) with the constant column: [B, F + 1]; ``scale`` [F] from the level's fit."""
-        return power_features(y @ self.R.T + self.b, scale, self.degree, self.normalize)
+    def projection(self, y: torch.Tensor) -> torch.Tensor:
+        """The first layer's pre-activations R y + b: [B, D] -> [B, F]."""
+        return y @ self.R.T + self.b
 
-    def fit_level(self, alpha_bar: float) -> None:
+    def features(self, y: torch.Tensor, fit: PolynomialFit) -> torch.Tensor:
+        """phi(y) with the constant column, normalized as the level's ``fit`` says: [B, F + 1]."""
+        return power_features(self.projection(y), fit.scale, self.degree, self.normalize)
+
+    def fit_level(self, alpha_bar: float) -> PolynomialFit:
         """Least-squares fit of W at one level from ``draws`` noisy copies of every training point."""
         x = self.data.repeat(self.draws, 1)  # [N * draws, D]
-        n = torch.randn(x.shape, generator=level_generator(self.seed, alpha_bar), dtype=torch.float64)
-        y = math.sqrt(alpha_bar) * x + math.sqrt(1 - alpha_bar) * n.to(x.device)
-        scale = (y @ self.R.T + self.b).abs().amax(0).clamp_min(TINY)  # [F]
-        phi = self.features(y, scale)  # [M, F + 1]
-        self.fits[alpha_bar] = (scale, ridge_solve_batched(phi, x, self.ridge, self.relative_ridge))
+        y = noisy(x, alpha_bar, fit_noise(self.seed, alpha_bar, tuple(x.shape)).to(x.device))
+        z = self.projection(y)  # [M, F]
+        scale = z.abs().amax(0).clamp_min(TINY)  # [F]
+        phi = power_features(z, scale, self.degree, self.normalize)  # [M, F + 1]
+        return PolynomialFit(scale, ridge_solve_batched(phi, x, self.ridge, self.relative_ridge))
 
-    def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-        def at_level(xs: torch.Tensor, a: float) -> torch.Tensor:
-            if a not in self.fits:
-                self.fit_level(a)
-            scale, w = self.fits[a]
-            y = flatten(xs).to(torch.float64)
-            return (self.features(y, scale) @ w).to(xs.dtype).reshape(xs.shape)
-
-        return per_level(x, alpha_bar, at_level)
+    def apply_fit(self, fit: PolynomialFit, x: torch.Tensor) -> torch.Tensor:
+        y = flatten(x).to(torch.float64)
+        return (self.features(y, fit) @ fit.weights).to(x.dtype).reshape(x.shape)
 
 
 def random_layer(dim: int, width: int, seed: int, bias: bool = True, device=None):
     """The fixed first layer from ``seed``: R [F, D] with N(0, 1/D) entries, b [F] N(0, 1) (or zeros)."""
-    g = torch.Generator().manual_seed(seed)
+    g = seeding.generator(seed, "random-layer")
     proj = torch.randn(width, dim + 1, generator=g, dtype=torch.float64)
     b = proj[:, dim] if bias else torch.zeros(width, dtype=torch.float64)
     return (proj[:, :dim] / math.sqrt(dim)).to(device), b.to(device)
@@ -114,86 +121,6 @@ def power_features(z: torch.Tensor, scale: torch.Tensor | None, degree: int, nor
         z = (z / scale).clamp(-1.0, 1.0)
     phi = z**degree
     return torch.cat([phi, torch.ones_like(phi[..., :1])], -1)
-
-
-def ridge_solve(phi: torch.Tensor, target: torch.Tensor, ridge: float, method: str = "lstsq",
-                relative: bool = True) -> torch.Tensor:
-    """argmin_W |phi W - target|^2 / M + ridge |W|^2, in float64: [..., F, D] (batched over leading dims)."""
-    m = phi.shape[-2]
-    gram = phi.mT @ phi / m
-    rhs = phi.mT @ target / m
-    return solve_psd(gram, rhs, ridge, method, relative)
-
-
-def solve_psd(gram: torch.Tensor, rhs: torch.Tensor, ridge: float, method: str = "lstsq",
-              relative: bool = True) -> torch.Tensor:
-    """Solve (G + ridge I) W = rhs after a Jacobi scaling of G, for symmetric PSD G [..., F, F].
-
-    ``method="lstsq"`` (the default) or ``"cholesky"`` (faster, batched on GPU; the ridge makes the
-    scaled system positive definite, its smallest eigenvalue >= ridge).
-    """
-    d = _jacobi(gram.diagonal(dim1=-2, dim2=-1), relative)  # [..., F]
-    g = gram / d[..., :, None] / d[..., None, :]
-    g = g + ridge * torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
-    if method == "cholesky":
-        w = cholesky_solve(g, rhs / d[..., :, None])
-    elif method == "lstsq":
-        w = torch.linalg.lstsq(g, rhs / d[..., :, None]).solution
-    else:
-        raise ValueError(f"method must be 'lstsq' or 'cholesky', got {method!r}")
-    return w / d[..., :, None]
-
-
-def _jacobi(diagonal: torch.Tensor, relative: bool) -> torch.Tensor:
-    """The Jacobi scaling sqrt(diag G) (the ridge is then relative to each feature's scale), or ones
-    (``relative=False``: a plain absolute ridge, as the authors' code has it)."""
-    return diagonal.clamp_min(TINY).sqrt() if relative else torch.ones_like(diagonal)
-
-
-def ridge_solve_batched(phi: torch.Tensor, target: torch.Tensor, ridge: float,
-                        relative: bool = True) -> torch.Tensor:
-    """``ridge_solve`` for batches phi [..., M, F], target [..., M, D] by Cholesky: W [..., F, D].
-
-    With F <= M it solves the F x F normal equations; otherwise the M x M dual ones,
-    W = D^-1 Psi^T (Psi Psi^T + ridge I)^-1 target / sqrt(M), Psi = phi D^-1 / sqrt(M), D the Jacobi
-    scaling of ``solve_psd`` -- the same minimizer (push-through identity), at a cost set by min(F, M).
-    """
-    m, f = phi.shape[-2:]
-    with cpu_single_thread(phi.device):
-        if f <= m:
-            return ridge_solve(phi, target, ridge, method="cholesky", relative=relative)
-        d = _jacobi(phi.square().sum(-2) / m, relative)  # [..., F] = sqrt(diag(phi^T phi / M))
-        psi = phi / (d[..., None, :] * math.sqrt(m))  # [..., M, F]
-        k = psi @ psi.mT + ridge * torch.eye(m, dtype=phi.dtype, device=phi.device)  # [..., M, M]
-        a = cholesky_solve(k, target / math.sqrt(m))  # [..., M, D]
-        return psi.mT @ a / d[..., :, None]
-
-
-def cholesky_solve(a: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-    """Solve A X = rhs for SPD A [..., F, F]: a Cholesky factor, then two batched triangular solves
-    (on CUDA faster than ``torch.cholesky_solve``'s looped potrs when rhs has several columns)."""
-    low = torch.linalg.cholesky(a)
-    half = torch.linalg.solve_triangular(low, rhs, upper=False)
-    return torch.linalg.solve_triangular(low.mT, half, upper=True)
-
-
-@contextmanager
-def cpu_single_thread(device: torch.device):
-    """Run the block single-threaded on the CPU (no-op elsewhere).
-
-    Batched solves are many small BLAS/LAPACK calls, one threaded region each: on cores shared with
-    other processes they were measured to crawl (10-100x slower than one thread), while gaining
-    little from a second core when the machine is idle.
-    """
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # --- exact-expectation (moment) mode -------------------------------------------------------------
@@ -236,13 +163,13 @@ def noisy_moment(moments: dict, gamma: tuple, delta: tuple, s: float, sigma: flo
     return total
 
 
-class MomentPolynomialDenoiser(Denoiser):
+class MomentPolynomialDenoiser(LevelFitted):
     """Degree-k monomial denoiser fitted from the data's moments up to order 2k, in closed form."""
 
     def __init__(self, moments: dict, dim: int, degree: int, ridge: float = 1e-12):
+        super().__init__()
         self.moments, self.dim, self.degree, self.ridge = moments, dim, degree, ridge
         self.exponents = monomial_exponents(dim, degree)
-        self.fits: dict[float, torch.Tensor] = {}
 
     @classmethod
     def from_data(cls, data: torch.Tensor, degree: int, **kw) -> MomentPolynomialDenoiser:
@@ -270,12 +197,6 @@ class MomentPolynomialDenoiser(Denoiser):
         )
         return solve_psd(gram, rhs, self.ridge)
 
-    def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-        def at_level(xs: torch.Tensor, a: float) -> torch.Tensor:
-            if a not in self.fits:
-                self.fits[a] = self.fit_level(a)
-            y = flatten(xs).to(torch.float64)
-            w = self.fits[a].to(y.device)
-            return (monomials(y, self.exponents) @ w).to(xs.dtype).reshape(xs.shape)
-
-        return per_level(x, alpha_bar, at_level)
+    def apply_fit(self, fit: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        y = flatten(x).to(torch.float64)
+        return (monomials(y, self.exponents) @ fit.to(y.device)).to(x.dtype).reshape(x.shape)

@@ -5,9 +5,13 @@ Notation (paper Sec. 2, App. B):
     f_l        the network of level a_l; a request at level a uses f_l with l = argmin_l |a - a_l|
     f(., a)    the time-conditioned network, which takes the level as an input
 
-A saved model is a folder: ``config.json`` (network spec, training config with its levels, data shape)
-and ``model.safetensors`` (per-level: every tensor stacked [L, ...]). ``load(folder)`` rebuilds the
-network from the registry (``networks.build``) and returns the Denoiser.
+A saved model is a folder with one schema, written by ``write_model`` alone (``Denoiser.save`` and the
+trainer's outputs both use it):
+    config.json        ``model_config``: {"net": {"name", "kwargs"}, "shape": [...], "train": {...,
+                       "conditioning", "levels" (per-level)}, "data": {"n", "sha256"} (when trained here)}
+    model.safetensors  the weights, every tensor stacked [L, ...] (L = 1 for time-conditioned)
+``load(folder)`` rebuilds the network from the registry (``networks.build``) and returns the Denoiser,
+which keeps the whole config.json, so ``load(f).save(g)`` writes the same config.
 """
 
 from __future__ import annotations
@@ -52,6 +56,23 @@ def write_config(folder: Path, config: dict) -> None:
     os.replace(tmp, Path(folder) / CONFIG_FILE)
 
 
+def model_config(spec: NetSpec, shape, train: dict, data: dict | None = None) -> dict:
+    """The config.json of a saved model (see the module docstring)."""
+    cfg = {"net": spec.to_dict(), "shape": list(shape), "train": dict(train)}
+    if data is not None:
+        cfg["data"] = dict(data)
+    return cfg
+
+
+def write_model(folder: Path | str, config: dict, state: StateDict) -> Path:
+    """Write a saved model: weights (stacked [L, ...]) then config.json, each atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_safetensors(folder / MODEL_FILE, state)
+    write_config(folder, config)
+    return folder
+
+
 def _build(spec: NetSpec, level_input: bool, device: torch.device) -> torch.nn.Module:
     """Build the architecture without touching the caller's global RNG (its init is overwritten)."""
     with torch.random.fork_rng(devices=[]):
@@ -62,10 +83,13 @@ class PerLevelDenoiser(Denoiser):
     """One network per trained noise level; a request uses the network of the nearest level."""
 
     def __init__(self, spec: NetSpec, levels: torch.Tensor, state: StateDict, shape, device="cpu",
-                 batched: bool = True):
+                 batched: bool = True, config: dict | None = None):
         self.spec, self.shape, self.batched = spec, tuple(shape), batched
         self.device = torch.device(device)
         self.levels = torch.as_tensor(levels, dtype=torch.float64, device=self.device)  # [L]
+        self.config = config or model_config(spec, shape, {
+            "conditioning": "per-level", "levels": self.levels.tolist(),
+            "engine": "batched" if batched else "loop"})
         self.state = {k: v.to(self.device) for k, v in state.items()}  # every tensor [L, ...]
         self.net = _build(spec, False, self.device).eval()
 
@@ -76,6 +100,12 @@ class PerLevelDenoiser(Denoiser):
     def network_state(self, index: int) -> StateDict:
         """The weights of level ``index``'s network (views into the stacked state)."""
         return {k: v[index] for k, v in self.state.items()}
+
+    def network(self, index: int) -> torch.nn.Module:
+        """Level ``index``'s network as a module of its own (eval mode, a copy of its weights)."""
+        net = _build(self.spec, False, self.device)
+        net.load_state_dict({k: v.clone() for k, v in self.network_state(index).items()})
+        return net.eval()
 
     def _one(self, x: torch.Tensor, index: int) -> torch.Tensor:
         return functional_call(self.net, self.network_state(index), (x,))
@@ -110,24 +140,17 @@ class PerLevelDenoiser(Denoiser):
         return y[group, rank]
 
     def save(self, folder: Path | str) -> Path:
-        """Write config.json and model.safetensors into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_safetensors(folder / MODEL_FILE, self.state)
-        write_config(folder, {
-            "net": self.spec.to_dict(), "shape": list(self.shape),
-            "train": {"conditioning": "per-level", "levels": self.levels.tolist(),
-                      "engine": "batched" if self.batched else "loop"},
-        })
-        return folder
+        """Write the saved-model files (config.json, model.safetensors) into ``folder``."""
+        return write_model(folder, self.config, self.state)
 
 
 class TimeConditionedDenoiser(Denoiser):
     """One network that takes the noise level as an input: x0_hat = f(x_t, a)."""
 
-    def __init__(self, spec: NetSpec, state: StateDict, shape, device="cpu"):
+    def __init__(self, spec: NetSpec, state: StateDict, shape, device="cpu", config: dict | None = None):
         self.spec, self.shape = spec, tuple(shape)
         self.device = torch.device(device)
+        self.config = config or model_config(spec, shape, {"conditioning": "time"})
         self.net = _build(spec, True, self.device)
         self.net.load_state_dict(state)
         self.net.eval()
@@ -138,14 +161,9 @@ class TimeConditionedDenoiser(Denoiser):
         return out.to(x.device, x.dtype)
 
     def save(self, folder: Path | str) -> Path:
-        """Write config.json and model.safetensors into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write the saved-model files (config.json, model.safetensors) into ``folder``."""
         state = {k: v[None] for k, v in self.net.state_dict().items()}  # stacked like per-level, L = 1
-        write_safetensors(folder / MODEL_FILE, state)
-        write_config(folder, {"net": self.spec.to_dict(), "shape": list(self.shape),
-                               "train": {"conditioning": "time"}})
-        return folder
+        return write_model(folder, self.config, state)
 
 
 def load(path: Path | str, device: str | torch.device = "cpu") -> PerLevelDenoiser | TimeConditionedDenoiser:
@@ -158,6 +176,7 @@ def load(path: Path | str, device: str | torch.device = "cpu") -> PerLevelDenois
     state, _ = read_safetensors(folder / MODEL_FILE)
     train = cfg["train"]
     if train["conditioning"] == "time":
-        return TimeConditionedDenoiser(spec, {k: v[0] for k, v in state.items()}, cfg["shape"], device)
+        return TimeConditionedDenoiser(spec, {k: v[0] for k, v in state.items()}, cfg["shape"], device,
+                                       config=cfg)
     return PerLevelDenoiser(spec, torch.tensor(train["levels"], dtype=torch.float64), state, cfg["shape"],
-                            device, batched=train.get("engine", "batched") == "batched")
+                            device, batched=train.get("engine", "batched") == "batched", config=cfg)

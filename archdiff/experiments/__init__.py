@@ -17,7 +17,7 @@ def registry() -> dict[str, Experiment]:
     """All experiments, keyed by id, in figure order."""
     found = []
     for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_") or info.name in ("base", "common"):
+        if info.name.startswith("_") or info.name in ("base", "figures", "trained"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "EXPERIMENT"):

@@ -3,10 +3,16 @@
 The runner (``archdiff.runner``), not the experiment, owns the output folder, ``config.toml``,
 ``metrics.json`` and the marker that says the run finished. A claim is a record computed from a
 measured number and a threshold, never typed in.
+
+Metric keys (the keys of ``metrics.json``'s ``metrics``) follow one scheme, so scripts can rely on it:
+dot-separated parts, each of lower-case letters, digits and underscores -- quantity first, then the model
+or variant, then qualifiers such as the step count: ``copy_fraction.degree_27``,
+``cov_error.rank_5.steps_1000``. Build them with ``key(...)``; the runner rejects any other key.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,10 +20,37 @@ from typing import Any
 
 import torch
 
+from archdiff import seeding
 from archdiff.errors import UserError
 
 SCALES = ("quick", "paper")
-__all__ = ["SCALES", "Claim", "Context", "Experiment", "Result", "UserError"]
+MAJORITY = 0.5  # a model "copies" when most of its samples are copies, and "does not copy" otherwise
+KEY = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
+__all__ = ["MAJORITY", "SCALES", "Claim", "Context", "Experiment", "Result", "UserError", "key", "keyed"]
+
+
+def key(*parts: object) -> str:
+    """A metric key: the parts, lower-cased, each run of other characters made one '_', joined by '.'.
+
+    ``key("copy_fraction", "degree 27") == "copy_fraction.degree_27"``.
+    """
+    slugs = [re.sub(r"[^a-z0-9]+", "_", str(p).lower()).strip("_") for p in parts]
+    if not all(slugs):
+        raise ValueError(f"metric key parts {parts!r} leave an empty part")
+    return ".".join(slugs)
+
+
+def keyed(stats: dict[str, Any], *qualifiers: object) -> dict[str, Any]:
+    """The same numbers under keys ``key(name, *qualifiers)``: ``keyed({"copy_fraction": 0.1}, "degree 3")``
+    gives ``{"copy_fraction.degree_3": 0.1}``."""
+    return {key(name, *qualifiers): v for name, v in stats.items()}
+
+
+def check_keys(metrics: dict[str, Any]) -> None:
+    """Raise ValueError naming the metric keys that do not follow the scheme (see the module docstring)."""
+    bad = [k for k in metrics if not isinstance(k, str) or not KEY.fullmatch(k)]
+    if bad:
+        raise ValueError(f"metric keys {bad} do not follow the key scheme: build them with experiments.key()")
 
 
 @dataclass(frozen=True)
@@ -28,17 +61,18 @@ class Claim:
     statement: str
     measured: float
     threshold: float
+    comparison: str  # "<=" or ">=": the claim holds when ``measured comparison threshold``
     holds: bool
 
     @classmethod
     def at_most(cls, id: str, statement: str, measured: float, threshold: float) -> Claim:
         """The claim holds when measured <= threshold."""
-        return cls(id, statement, float(measured), float(threshold), bool(measured <= threshold))
+        return cls(id, statement, float(measured), float(threshold), "<=", bool(measured <= threshold))
 
     @classmethod
     def at_least(cls, id: str, statement: str, measured: float, threshold: float) -> Claim:
         """The claim holds when measured >= threshold."""
-        return cls(id, statement, float(measured), float(threshold), bool(measured >= threshold))
+        return cls(id, statement, float(measured), float(threshold), ">=", bool(measured >= threshold))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +98,27 @@ class Context:
     out: Path
     data: str | None = None
     progress: bool = True
+    resolved: dict[str, Any] = field(default_factory=dict)
+
+    def stream(self, label: str) -> int:
+        """The seed of one named random stream of this run (``seeding.derive(seed, label)``)."""
+        return seeding.derive(self.seed, label)
+
+    def record(self, **settings: Any) -> None:
+        """Note settings the run derived from its config (e.g. a schedule scaled to the image size): the
+        runner writes them into config.toml under ``resolved``, so it shows what actually ran."""
+        self.resolved.update(settings)
+
+    def images(self) -> torch.Tensor:
+        """The training images [N, C, H, W] in [-1, 1] on the run's device: ``--data`` if given, else the
+        config's ``data``; ``n_train`` of them (seeded subset), resized to ``image_size`` if set."""
+        from archdiff.data.images import load_images
+
+        c = self.config
+        data = load_images(self.data or c["data"], n=c.get("n_train"), size=c.get("image_size"),
+                           seed=self.seed)
+        self.record(n_train=int(data.shape[0]), image_shape=list(data.shape[1:]))
+        return data.to(self.device)
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,20 @@ import torch
 from archdiff import metrics
 from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.networks.unet import receptive_field
-from archdiff.experiments import common
-from archdiff.experiments.base import Claim, Context, Experiment, Result
-from archdiff.experiments.common import MAJORITY, slug, train_and_sample
+from archdiff.experiments.base import MAJORITY, Claim, Context, Experiment, Result, key, keyed
+from archdiff.experiments.figures import grid_figure, nearest_figure
+from archdiff.experiments.trained import train_and_sample
 from archdiff.samplers import initial_noise
 
 N_SE = 3.0  # standard errors a sharpness drop must exceed
+QUICK = {"data": "lfw", "n_train": 32, "image_size": 16, "base_channels": 16, "num_blocks": 1,
+         "fewer_channels": 4, "norm": "batch", "conditioning": "time", "epochs": 1500, "batch_size": 16,
+         "lr": 2e-3, "lr_schedule": "cosine", "schedule": "cosine", "steps": 50, "n_samples": 64,
+         "sample_batch": 64, "grid_columns": 8, "save_models": False}
+# the paper: one network per level, 1000 CelebA 64x64 images (pass --data celeba:PATH), 500 epochs, Adam 1e-4
+PAPER = {**QUICK, "data": None, "n_train": 1000, "image_size": 64, "base_channels": 32, "num_blocks": 3,
+         "fewer_channels": 8, "conditioning": "per-level", "epochs": 500, "batch_size": 64, "lr": 1e-4,
+         "lr_schedule": "constant", "n_samples": 256, "save_models": True}
 
 
 def variants(c: dict, channels: int) -> dict[str, dict]:
@@ -76,65 +84,64 @@ def periodic_part(image: torch.Tensor, period: int) -> torch.Tensor:
 def run(ctx: Context) -> Result:
     """Train the five variants on one image set, sample each from the same noise, measure."""
     c = ctx.config
-    data = common.image_data(ctx).to(ctx.device)
-    x_T = initial_noise(c["n_samples"], tuple(data.shape[1:]), ctx.seed + 1, ctx.device)
+    data = ctx.images()
+    x_T = initial_noise(c["n_samples"], tuple(data.shape[1:]), ctx.seed, ctx.device)
     nets = variants(c, data.shape[1])
     m: dict = {"n_train": data.shape[0], "image_size": data.shape[-1]}
-    m["hf_energy_train"], _ = sharpness(data)
+    m["hf_energy.train"], _ = sharpness(data)
     samples = {}
     for name, kw in nets.items():
         s, losses = train_and_sample(ctx, NetSpec("unet", kw), data, x_T, name)
         samples[name] = s.cpu()
-        k = slug(name)
-        m[f"receptive_field_{k}"] = receptive_field(kw["num_blocks"])
-        m[f"final_loss_{k}"] = float(losses[-1].mean())
-        m.update(common.copy_stats(k, s, data))
-        m[f"hf_energy_{k}"], m[f"hf_energy_se_{k}"] = sharpness(s)
-        m[f"mean_corr_{k}"] = correlation(s.mean(0), data.mean(0))
+        m[key("receptive_field", name)] = receptive_field(kw["num_blocks"])
+        m[key("final_loss", name)] = float(losses[-1].mean())
+        m.update(keyed(metrics.copy_stats(s, data), name))
+        m[key("hf_energy", name)], m[key("hf_energy_se", name)] = sharpness(s)
+        m[key("mean_corr", name)] = correlation(s.mean(0), data.mean(0))
     period = 2 ** nets["circular padding"]["num_blocks"]
-    m["mean_corr_bound_periodic"] = correlation(periodic_part(data.mean(0).cpu(), period), data.mean(0))
-    rows = [(f"{name}\nfield {m[f'receptive_field_{slug(name)}']} px", samples[name]) for name in nets]
+    m["mean_corr.periodic_bound"] = correlation(periodic_part(data.mean(0).cpu(), period), data.mean(0))
+    rows = [(f"{name}\nfield {m[key('receptive_field', name)]} px", samples[name]) for name in nets]
     figures = [
-        common.grid_figure(ctx, "fig1.png", rows, title="UNet variants, same training set, same noise"),
-        common.nearest_figure(ctx, "fig1_nearest.png", rows, data.cpu()),
+        grid_figure(ctx, "fig1.png", rows, title="UNet variants, same training set, same noise"),
+        nearest_figure(ctx, "fig1_nearest.png", rows, data.cpu()),
     ]
     return Result(m, claims(m, c), figures)
 
 
 def claims(m: dict, c: dict) -> list[Claim]:
     """The four measured claims of Figure 1."""
-    se = math.hypot(m["hf_energy_se_fewer_channels"], m["hf_energy_se_default"])
+    se = math.hypot(m["hf_energy_se.fewer_channels"], m["hf_energy_se.default"])
     size = m["image_size"]
     return [
         Claim.at_least(
             "largest-field-copies",
             f"The variant with the largest receptive field (more pooling, "
-            f"{m['receptive_field_more_pooling']} px on {size} px images) copies training images: copy "
+            f"{m['receptive_field.more_pooling']} px on {size} px images) copies training images: copy "
             f"fraction (nearest < 1/3 second nearest) of its {c['n_samples']} samples, holds at >= 1/2 "
             f"(most samples are copies).",
-            m["copy_fraction_more_pooling"], MAJORITY),
+            m["copy_fraction.more_pooling"], MAJORITY),
         Claim.at_most(
             "default-does-not-copy",
-            f"The default UNet ({c['num_blocks']} blocks, field {m['receptive_field_default']} px) does not "
+            f"The default UNet ({c['num_blocks']} blocks, field {m['receptive_field.default']} px) does not "
             f"copy: its copy fraction, holds at <= 1/2 (most samples are new).",
-            m["copy_fraction_default"], MAJORITY),
+            m["copy_fraction.default"], MAJORITY),
         Claim.at_most(
             "fewer-channels-lose-sharpness",
             f"Fewer channels ({c['fewer_channels']} instead of {c['base_channels']}) lose sharpness: mean "
             f"high-frequency energy fraction (above 1/4 cycle/px) of its samples divided by the default's; "
             f"holds below 1 - {N_SE:g} standard errors of the difference (relative to the default's).",
-            m["hf_energy_fewer_channels"] / m["hf_energy_default"], 1 - N_SE * se / m["hf_energy_default"]),
+            m["hf_energy.fewer_channels"] / m["hf_energy.default"], 1 - N_SE * se / m["hf_energy.default"]),
         Claim.at_most(
             "circular-loses-location",
             "Circular padding loses location information: correlation of its mean sample with the "
             "training mean image, holds at most at the correlation of the training mean with its own "
             "periodic part (shifts by 2**num_blocks), the best any location-blind model can reach.",
-            m["mean_corr_circular_padding"], m["mean_corr_bound_periodic"]),
+            m["mean_corr.circular_padding"], m["mean_corr.periodic_bound"]),
         Claim.at_least(
             "default-keeps-location",
             "Zero padding keeps location information: correlation of the default's mean sample with the "
             "training mean image, holds above the same periodic bound.",
-            m["mean_corr_default"], m["mean_corr_bound_periodic"]),
+            m["mean_corr.default"], m["mean_corr.periodic_bound"]),
     ]
 
 
@@ -145,16 +152,7 @@ EXPERIMENT = Experiment(
           "dataset ... When the receptive field is too large (top), the samples are exact copies of the "
           "training images ... changing the number of channels (now the samples lose their sharpness) ... "
           "circular padding ... makes the samples ignore the location information (Sec. 1, Fig. 1).",
-    scales={
-        "quick": {"data": "lfw", "n_train": 32, "image_size": 16, "base_channels": 16, "num_blocks": 1,
-                  "fewer_channels": 4, "norm": "batch", "conditioning": "time", "epochs": 1500,
-                  "batch_size": 16, "lr": 2e-3, "lr_schedule": "cosine", "schedule": "cosine", "steps": 50,
-                  "n_samples": 64, "sample_batch": 64, "grid_columns": 8, "save_models": False},
-        "paper": {"data": None, "n_train": 1000, "image_size": 64, "base_channels": 32, "num_blocks": 3,
-                  "fewer_channels": 8, "norm": "batch", "conditioning": "per-level", "epochs": 500,
-                  "batch_size": 64, "lr": 1e-4, "lr_schedule": "constant", "schedule": "cosine", "steps": 50,
-                  "n_samples": 256, "sample_batch": 64, "grid_columns": 8, "save_models": True},
-    },
+    scales={"quick": QUICK, "paper": PAPER},
     run=run,
     uses_images=True,
 )

@@ -16,7 +16,7 @@ import torch
 from archdiff import metrics, plots
 from archdiff.data import toy2d
 from archdiff.denoisers import LinearDenoiser, MomentPolynomialDenoiser, PolynomialDenoiser
-from archdiff.experiments.base import Claim, Context, Experiment, Result
+from archdiff.experiments.base import Claim, Context, Experiment, Result, key
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 from archdiff.theory import polynomial_prediction
@@ -25,6 +25,8 @@ FLOAT_TOL = 1e-4  # relative distance that counts as round-off
 NULL_SDS = 4.0  # "differs" = sliced Wasserstein above the null's mean + 4 SD
 NULL_PAIRS = 5  # the null: distances between independent pairs of Gaussian (linear-sample) sets
 DIVERGED = 10.0  # a sample farther than 10x the data scale from the origin has diverged
+QUICK = {"n_train": 3000, "n_samples": 3000, "n_samples_exact": 20000, "degrees": [1, 3, 5, 7], "steps": 50,
+         "schedule": "cosine", "width": 256, "draws": 1, "moment_degree": 3}
 
 
 def _sample(denoiser, x_T, levels, ctx: Context) -> torch.Tensor:
@@ -32,8 +34,8 @@ def _sample(denoiser, x_T, levels, ctx: Context) -> torch.Tensor:
 
 
 def _noise(c: dict, ctx: Context, stream: int) -> torch.Tensor:
-    """Independent initial noise for the null pairs (seed streams after the two main ones)."""
-    return initial_noise(c["n_samples_exact"], (2,), ctx.seed + 100 + stream, ctx.device)
+    """Independent initial noise for the null pairs (streams of their own under the run's seed)."""
+    return initial_noise(c["n_samples_exact"], (2,), ctx.seed, ctx.device, stream=f"null-{stream}")
 
 
 def _diverged(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -47,7 +49,7 @@ def _gmm_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim], li
     scale = math.sqrt(float(toy2d.population_moments()[1].trace()))
     # the exact fits are cheap to sample, so they (and the linear reference) get more samples: the
     # floor of the distribution comparisons falls as 1 / sqrt(n)
-    x_T = initial_noise(c["n_samples_exact"], (2,), ctx.seed + 1, ctx.device)
+    x_T = initial_noise(c["n_samples_exact"], (2,), ctx.seed, ctx.device)
     n = c["n_samples"]
     linear = LinearDenoiser.fit(data)
     lin = _sample(linear, x_T, levels, ctx)
@@ -57,38 +59,39 @@ def _gmm_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim], li
     null = torch.tensor([metrics.sliced_wasserstein(*(_sample(linear, _noise(c, ctx, 2 * i + j), levels, ctx)
                                                       for j in (0, 1))) for i in range(NULL_PAIRS)])
     floor = float(null.mean() + NULL_SDS * null.std())
-    m: dict = {"sw_null_mean": float(null.mean()), "sw_null_sd": float(null.std()), "sw_threshold": floor}
+    m: dict = {"sw_null.mean": float(null.mean()), "sw_null.sd": float(null.std()),
+               "sw_null.threshold": floor}
     for k in c["degrees"]:
-        m[f"diverged_fraction_exact_deg{k}"] = _diverged(exact[k], scale).double().mean().item()
-        m[f"diverged_fraction_rf_deg{k}"] = _diverged(rf[k], scale).double().mean().item()
+        for fit, samples in (("exact", exact[k]), ("random_features", rf[k])):
+            m[key("diverged_fraction", fit, f"degree_{k}")] = _diverged(samples, scale).double().mean().item()
 
     def sw(a: torch.Tensor, b: torch.Tensor) -> float:  # on the samples that stayed finite
         return metrics.sliced_wasserstein(a[~_diverged(a, scale)], b[~_diverged(b, scale)])
 
     for k in c["degrees"]:
-        m[f"sw_to_linear_exact_deg{k}"] = sw(exact[k], lin)
-        m[f"sw_to_data_exact_deg{k}"] = sw(exact[k], data)
-        m[f"sw_to_linear_rf_deg{k}"] = sw(rf[k], lin)
-        m[f"sw_to_data_rf_deg{k}"] = sw(rf[k], data)
-    m["sw_to_data_linear"] = sw(lin, data)
+        for fit, samples in (("exact", exact[k]), ("random_features", rf[k])):
+            m[key("sw_to_linear", fit, f"degree_{k}")] = sw(samples, lin)
+            m[key("sw_to_data", fit, f"degree_{k}")] = sw(samples, data)
+    m["sw_to_data.linear"] = sw(lin, data)
     k1 = min(c["degrees"])
-    m["max_paired_distance_rel_exact_deg1_vs_linear"] = float(
+    m[key("max_paired_distance_rel", f"exact_degree_{k1}_vs_linear")] = float(
         metrics.paired_distance(exact[k1], lin).max() / scale)
-    m["median_paired_distance_rel_rf_deg1_vs_linear"] = float(
+    m[key("median_paired_distance_rel", f"random_features_degree_{k1}_vs_linear")] = float(
         metrics.paired_distance(rf[k1], lin[:n]).median() / scale)
     high = [k for k in c["degrees"] if k > 1]
-    pair_sw = {f"{a}-{b}": sw(exact[a], exact[b]) for i, a in enumerate(high) for b in high[i + 1:]}
-    m.update({f"sw_exact_deg{p}": v for p, v in pair_sw.items()})
+    pair_sw = {key("sw_between", "exact", f"degree_{a}_vs_{b}"): sw(exact[a], exact[b])
+               for i, a in enumerate(high) for b in high[i + 1:]}
+    m.update(pair_sw)
     claims = [
         Claim.at_most("deg1-equals-linear",
                       "A degree-1 polynomial denoiser (exact fit) gives the linear denoiser's samples "
                       "from the same noise (largest per-sample distance / data scale).",
-                      m["max_paired_distance_rel_exact_deg1_vs_linear"], FLOAT_TOL),
+                      m[key("max_paired_distance_rel", f"exact_degree_{k1}_vs_linear")], FLOAT_TOL),
         Claim.at_least("higher-degrees-not-gaussian",
                        "Every degree k > 1 gives a distribution unlike the Gaussian (smallest sliced "
                        "Wasserstein to the linear samples; threshold: mean + 4 SD of the distance between "
                        "independent Gaussian sample sets of the same size).",
-                       min(m[f"sw_to_linear_exact_deg{k}"] for k in high), floor),
+                       min(m[key("sw_to_linear", "exact", f"degree_{k}")] for k in high), floor),
         Claim.at_least("degrees-differ",
                        "Different degrees k > 1 give different distributions (smallest pairwise sliced "
                        "Wasserstein; threshold: mean + 4 SD of the two-Gaussian-sets null).",
@@ -116,7 +119,7 @@ def _moment_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim],
     """
     k = ctx.config["moment_degree"]
     pred = polynomial_prediction(k)
-    x_T = initial_noise(ctx.config["n_samples"], (2,), ctx.seed + 3, ctx.device)
+    x_T = initial_noise(ctx.config["n_samples"], (2,), ctx.seed, ctx.device, stream="polygons")
     m, claims, panels = {}, [], []
     for n_vertices in (pred.moment_order + 1, k + 1):
         a, b = toy2d.polygon_pair(n_vertices)
@@ -124,7 +127,7 @@ def _moment_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim],
         sb = _sample(MomentPolynomialDenoiser.from_data(b, k), x_T, levels, ctx)
         gap = float(metrics.paired_distance(sa, sb).max() / a.norm(dim=1).max())
         matched = toy2d.matched_order(n_vertices)
-        m[f"max_paired_distance_rel_{n_vertices}gon_deg{k}"] = gap
+        m[key("max_paired_distance_rel", f"{n_vertices}gon", f"degree_{k}")] = gap
         text = (f"Degree-{k} denoisers fitted on two {n_vertices}-gon sets whose moments agree up to order "
                 f"{matched} (Theorem 5 needs {pred.moment_order}) give ")
         if pred.same_prediction(matched):
@@ -153,13 +156,7 @@ EXPERIMENT = Experiment(
     paper="A degree-k polynomial denoiser samples a log-polynomial density of degree k+1 that depends only "
           "on the first 2k moments of the data; degree 1 is the linear denoiser, higher degrees can be "
           "bimodal but still miss the true distribution (Theorem 5, Fig. 3).",
-    scales={
-        "quick": {"n_train": 3000, "n_samples": 3000, "n_samples_exact": 20000,
-                  "degrees": [1, 3, 5, 7], "steps": 50,
-                  "schedule": "cosine", "width": 256, "draws": 1, "moment_degree": 3},
-        "paper": {"n_train": 10000, "n_samples": 10000, "n_samples_exact": 100000,
-                  "degrees": [1, 3, 5, 7], "steps": 50,
-                  "schedule": "cosine", "width": 1024, "draws": 1, "moment_degree": 3},
-    },
+    scales={"quick": QUICK, "paper": {**QUICK, "n_train": 10000, "n_samples": 10000,
+                                      "n_samples_exact": 100000, "width": 1024}},
     run=run,
 )

@@ -19,22 +19,24 @@ import math
 
 import torch
 
-from archdiff import metrics, plots
+from archdiff import metrics, plots, seeding
 from archdiff.data import toy2d
 from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.networks.mlp import PRESETS_2D
-from archdiff.experiments.base import Claim, Context, Experiment, Result
+from archdiff.experiments.base import Claim, Context, Experiment, Result, key
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 from archdiff.theory import bottleneck_prediction
 from archdiff.training import TrainConfig, train
 
 ROUNDING = 0.5  # |ID - h| below this: the estimate rounds to h
+QUICK = {"models": ["h2", "h1"], "n_train": 2000, "n_samples": 2000, "epochs": 40, "batch_size": 128,
+         "lr": 1e-3, "steps": 50, "schedule": "cosine"}
 
 
 def circle(n: int, radius: float, seed: int) -> torch.Tensor:
     """n points at uniformly random angles on a circle: a known 1-D set [n, 2]."""
-    theta = torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2 * math.pi
+    theta = torch.rand(n, generator=seeding.generator(seed, "circle"), dtype=torch.float64) * 2 * math.pi
     return radius * torch.stack([theta.cos(), theta.sin()], 1)
 
 
@@ -47,19 +49,20 @@ def dimension(x: torch.Tensor) -> float:
 def calibration(n: int, seed: int) -> dict[str, float]:
     """The TwoNN estimate on known 1-D and 2-D sets of n points, and its largest error."""
     id1 = dimension(circle(n, toy2d.R3, seed))
-    id2 = dimension(toy2d.gmm3(n, seed + 7))
-    return {"id_known_1d": id1, "id_known_2d": id2, "id_calibration_error": max(abs(id1 - 1), abs(id2 - 2))}
+    id2 = dimension(toy2d.gmm3(n, seeding.derive(seed, "calibration")))
+    return {"intrinsic_dimension.known_1d": id1, "intrinsic_dimension.known_2d": id2,
+            "intrinsic_dimension.calibration_error": max(abs(id1 - 1), abs(id2 - 2))}
 
 
 def run(ctx: Context) -> Result:
     """Train each bottleneck MLP per level on the 3GMM, sample with DDIM from the same noise, measure ID."""
     c = ctx.config
     data = toy2d.gmm3(c["n_train"], ctx.seed).float()
-    x_T = initial_noise(c["n_samples"], (2,), ctx.seed + 1, ctx.device)
+    x_T = initial_noise(c["n_samples"], (2,), ctx.seed, ctx.device)
     levels = sampling_levels(c["schedule"], c["steps"])
     cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], schedule=c["schedule"],
                       steps=c["steps"], seed=ctx.seed, checkpoint_every=max(c["epochs"] // 5, 1))
-    m: dict = calibration(c["n_samples"], ctx.seed + 2)
+    m: dict = calibration(c["n_samples"], ctx.seed)
     panels = [("3GMM data", data)]
     claims = []
     for name in c["models"]:
@@ -68,16 +71,17 @@ def run(ctx: Context) -> Result:
                         progress=ctx.progress)
         samples = ddim(trained.denoiser, x_T, levels, progress=ctx.progress).cpu()
         h = kw["bottleneck"]
-        m[f"id_{name}"] = dimension(samples)
-        m[f"final_loss_{name}"] = float(trained.losses[-1].mean())
-        m[f"distinct_samples_{name}"] = int(torch.unique(samples.double().round(decimals=6), dim=0).shape[0])
-        panels.append((f"H={kw['hidden']}, h={h}: ID {m[f'id_{name}']:.2f}", samples))
+        dim = m[key("intrinsic_dimension", name)] = dimension(samples)
+        m[key("final_loss", name)] = float(trained.losses[-1].mean())
+        distinct = torch.unique(samples.double().round(decimals=6), dim=0)
+        m[key("distinct_samples", name)] = int(distinct.shape[0])
+        panels.append((f"H={kw['hidden']}, h={h}: ID {dim:.2f}", samples))
         claims.append(Claim.at_most(
             f"samples-on-{h}d-manifold-{name}",
             f"Samples of the bottleneck MLP with h={h} (H={kw['hidden']}) lie on an h-dimensional manifold: "
             f"|TwoNN dimension - {h}| < {ROUNDING} (the estimate rounds to h; the estimator's error on known "
-            f"1-D/2-D sets of the same size is reported as id_calibration_error).",
-            abs(m[f"id_{name}"] - bottleneck_prediction(h)), ROUNDING))
+            f"1-D/2-D sets of the same size is reported as intrinsic_dimension.calibration_error).",
+            abs(dim - bottleneck_prediction(h)), ROUNDING))
     lim = 3.2 * toy2d.R3 / math.sqrt(2) * 1.2
     fig = plots.scatter_panels(ctx.out / "fig4.png", panels, lim=lim)
     return Result(m, claims, [fig.name])
@@ -89,11 +93,7 @@ EXPERIMENT = Experiment(
     paper="When training a bottleneck architecture, samples lie on an h-dimensional manifold: the "
           "intrinsic dimensionality of the generated output is strictly correlated with the bottleneck "
           "dimension h (Theorem 6, Fig. 4; H=256, h=2 and H=64, h=1).",
-    scales={
-        "quick": {"models": ["h2", "h1"], "n_train": 2000, "n_samples": 2000, "epochs": 40,
-                  "batch_size": 128, "lr": 1e-3, "steps": 50, "schedule": "cosine"},
-        "paper": {"models": ["h2", "h1"], "n_train": 10000, "n_samples": 10000, "epochs": 500,
-                  "batch_size": 128, "lr": 1e-4, "steps": 50, "schedule": "cosine"},
-    },
+    scales={"quick": QUICK,
+            "paper": {**QUICK, "n_train": 10000, "n_samples": 10000, "epochs": 500, "lr": 1e-4}},
     run=run,
 )

@@ -6,7 +6,7 @@ truncation of the data covariance Sigma. So its samples lie in a K-dimensional a
 frequencies -- which the full-rank model keeps.
 
 Sampling is DDIM with 10 steps, as in the paper. For a linear model DDIM is affine in x_T
-(``common.py``): the 10-step samples follow N(m, V_K diag(g^2) V_K^T) with g_i^2 < lam_i, a
+(``theory.py``): the 10-step samples follow N(m, V_K diag(g^2) V_K^T) with g_i^2 < lam_i, a
 shrinkage that is largest for the leading eigenvalues (the variance along the top eigenvector of
 64x64 CelebA keeps about 6 % at 10 steps). So the covariance claim at 10 steps is made against that
 exact prediction (same eigenvectors as Sigma_K, shrunk eigenvalues), and the claim against Sigma_K
@@ -18,42 +18,44 @@ from __future__ import annotations
 
 import torch
 
-from archdiff import metrics, plots
+from archdiff import metrics, plots, theory
 from archdiff.denoisers import LinearDenoiser
-from archdiff.experiments import common
-from archdiff.experiments.base import Claim, Context, Experiment, Result, UserError
+from archdiff.experiments.base import Claim, Context, Experiment, Result, UserError, key, keyed
+from archdiff.experiments.figures import grid_figure, nearest_figure
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 
 RANK_RTOL = 1e-8  # eigenvalues above this fraction of the largest count towards the numerical rank
 SIGMAS = 4  # claims on moments allow 4 sampling standard deviations
 HF_BATCHES = 10  # standard error of the high-frequency energy from this many disjoint batches
+QUICK = {"data": "lfw", "n_train": None, "image_size": None, "ranks": [5, 20], "n_samples": 2000, "steps": 10,
+         "fine_steps": 1000, "schedule": "cosine"}
 
 
 def run(ctx: Context) -> Result:
     """Fit the full and rank-K linear denoisers, sample them from the same noise, test Theorem 4."""
     c = ctx.config
-    data = common.image_data(ctx).to(ctx.device)
+    data = ctx.images()
     full = LinearDenoiser.fit(data)
     ranks = sorted(c["ranks"])
     if ranks[-1] >= full.rank:
         raise UserError(f"bottleneck ranks {ranks} must lie below the data's rank {full.rank}; "
                         f"use more images (the paper: 1000 CelebA images)")
-    models = {f"rank {k}": common.rank_k(full, k) for k in ranks}
+    models = {f"rank {k}": full.truncated(k) for k in ranks}
     models[f"full ({full.rank})"] = full
     n, steps = c["n_samples"], c["steps"]
-    x_T = initial_noise(n, tuple(data.shape[1:]), ctx.seed + 1, ctx.device)
+    x_T = initial_noise(n, tuple(data.shape[1:]), ctx.seed, ctx.device)
     levels = sampling_levels(c["schedule"], steps)
     fine = sampling_levels(c["schedule"], c["fine_steps"])
     # DDIM's per-eigenvalue gains, once per grid: a rank-K model's are the first K of the full model's
-    gains = {steps: common.ddim_gains(full.eigvals, levels),
-             c["fine_steps"]: common.ddim_gains(full.eigvals, fine)}
+    gains = {steps: theory.ddim_gains(full.eigvals, levels),
+             c["fine_steps"]: theory.ddim_gains(full.eigvals, fine)}
     samples = {k: ddim(model, x_T, levels, progress=ctx.progress) for k, model in models.items()}
-    fine_samples = {k: common.linear_ddim(model, x_T, fine, gains[c["fine_steps"]][:model.rank])
+    fine_samples = {k: theory.linear_ddim(model, x_T, fine, gains[c["fine_steps"]][:model.rank])
                     for k, model in models.items()}
 
     m: dict = {"n_train": data.shape[0], "data_rank": full.rank,
-               "hf_energy_data": metrics.high_frequency_energy(data)}
+               "hf_energy.data": metrics.high_frequency_energy(data)}
     claims: list[Claim] = []
     for k in ranks:
         m_k, claims_k = rank_claims(models[f"rank {k}"], samples[f"rank {k}"], fine_samples[f"rank {k}"],
@@ -64,16 +66,16 @@ def run(ctx: Context) -> Result:
     m.update(m_hf)
     claims += claims_hf
     for name, s in samples.items():
-        m.update(common.copy_stats(f"{name}@{steps}", s, data))
+        m.update(keyed(metrics.copy_stats(s, data), name, f"steps_{steps}"))
 
     rows = list(samples.items())
     spectra = {"data": full.eigvals.cpu().tolist()}
     spectra.update({f"samples {k}": spectrum(s, full.rank) for k, s in samples.items()})
     figures = [
-        common.grid_figure(ctx, "fig5_grid.png", rows, title=f"linear denoisers, DDIM {steps} steps"),
-        common.grid_figure(ctx, "fig5_grid_fine.png", list(fine_samples.items()),
+        grid_figure(ctx, "fig5_grid.png", rows, title=f"linear denoisers, DDIM {steps} steps"),
+        grid_figure(ctx, "fig5_grid_fine.png", list(fine_samples.items()),
                            title=f"the same, DDIM {c['fine_steps']} steps (exact affine map)"),
-        common.nearest_figure(ctx, "fig5_nearest.png", rows, data),
+        nearest_figure(ctx, "fig5_nearest.png", rows, data),
         plots.line_plot(ctx.out / "fig5_spectrum.png", list(range(1, full.rank + 1)), spectra,
                         "eigenvalue index", f"covariance eigenvalue ({steps} steps)", logy=True).name,
     ]
@@ -82,7 +84,7 @@ def run(ctx: Context) -> Result:
 
 def spectrum(samples: torch.Tensor, length: int) -> list[float]:
     """The samples' leading covariance eigenvalues, floored at 1e-30 for a log plot."""
-    return common.covariance_eigvals(samples)[:length].clamp_min(1e-30).cpu().tolist()
+    return metrics.covariance_eigvals(samples)[:length].clamp_min(1e-30).cpu().tolist()
 
 
 def rank_claims(model: LinearDenoiser, samples: torch.Tensor, fine_samples: torch.Tensor,
@@ -92,48 +94,49 @@ def rank_claims(model: LinearDenoiser, samples: torch.Tensor, fine_samples: torc
     ``gains``: DDIM's per-eigenvalue gains of this model at ``steps`` and ``fine_steps``.
     """
     k, n, steps, fine_steps = model.rank, samples.shape[0], c["steps"], c["fine_steps"]
-    ev = common.covariance_eigvals(samples)
+    ev = metrics.covariance_eigvals(samples)
     rank = int((ev > RANK_RTOL * ev[0]).sum())
     lam = model.eigvals
-    pred = common.sampled_prediction(model, levels, gains[steps])
+    pred = theory.ddim_prediction(model, levels, gains[steps])
     bias = {s: float((g**2 - lam).norm() / lam.norm()) for s, g in gains.items()}
-    floor_pred = metrics.covariance_error_scale(torch.diag(pred.eigvals), n)
-    floor = metrics.covariance_error_scale(torch.diag(lam), n)
+    floor_pred = metrics.covariance_error_scale(pred.eigvals, n)
+    floor = metrics.covariance_error_scale(lam, n)
+    r, at, at_fine = f"rank_{k}", f"steps_{steps}", f"steps_{fine_steps}"
     m = {
-        f"numerical_rank@K={k}": rank,
-        f"sample_eig_ratio_K+1_over_1@K={k}": float(ev[k] / ev[0]),
-        f"data_eig_ratio_K_over_1@K={k}": float(full.eigvals[k - 1] / full.eigvals[0]),
-        f"data_variance_kept@K={k}": float(lam.sum() / full.eigvals.sum()),
-        f"cov_error_vs_ddim_prediction@K={k},{steps}": common.covariance_error_eig(
+        key("numerical_rank", r): rank,
+        key("sample_eig_ratio_next_over_first", r): float(ev[k] / ev[0]),
+        key("data_eig_ratio_last_over_first", r): float(full.eigvals[k - 1] / full.eigvals[0]),
+        key("data_variance_kept", r): float(lam.sum() / full.eigvals.sum()),
+        key("cov_error_vs_ddim_prediction", r, at): metrics.covariance_error(
             samples, pred.eigvecs, pred.eigvals),
-        f"cov_error_vs_sigma_K@K={k},{steps}": common.covariance_error_eig(samples, model.eigvecs, lam),
-        f"cov_error_vs_sigma_K@K={k},{fine_steps}": common.covariance_error_eig(
-            fine_samples, model.eigvecs, lam),
-        f"ddim_cov_bias@K={k},{steps}": bias[steps],
-        f"ddim_cov_bias@K={k},{fine_steps}": bias[fine_steps],
-        f"cov_sampling_rms@K={k}": floor,
-        f"mean_error@K={k},{fine_steps}": metrics.mean_error(fine_samples, model.mean, torch.diag(lam)),
+        key("cov_error_vs_sigma_k", r, at): metrics.covariance_error(samples, model.eigvecs, lam),
+        key("cov_error_vs_sigma_k", r, at_fine): metrics.covariance_error(fine_samples, model.eigvecs, lam),
+        key("ddim_cov_bias", r, at): bias[steps],
+        key("ddim_cov_bias", r, at_fine): bias[fine_steps],
+        key("cov_sampling_rms", r): floor,
+        key("mean_error", r, at_fine): metrics.mean_error(fine_samples, model.mean, lam),
     }
     claims = [
         Claim.at_most(
             f"numerical-rank-{k}",
             f"Samples of the rank-{k} linear denoiser ({steps} DDIM steps) have numerical rank {k}: "
             f"|rank - K|, counting covariance eigenvalues above {RANK_RTOL:g} of the largest (the "
-            f"samples' (K+1)-th is {m[f'sample_eig_ratio_K+1_over_1@K={k}']:.1g} of it, float32 round-off; "
-            f"the data's K-th eigenvalue is {m[f'data_eig_ratio_K_over_1@K={k}']:.2g} of its largest).",
+            f"samples' (K+1)-th is {m[key('sample_eig_ratio_next_over_first', r)]:.1g} of it, float32 "
+            f"round-off; the data's K-th eigenvalue is {m[key('data_eig_ratio_last_over_first', r)]:.2g} of "
+            f"its largest).",
             abs(rank - k), 0),
         Claim.at_most(
             f"cov-matches-ddim-prediction-{k}",
             f"At {steps} DDIM steps the rank-{k} samples' covariance is Sigma_K's eigenvectors with the "
             f"sampler's exact per-eigenvalue shrinkage (relative Frobenius error, threshold {SIGMAS}x its "
             f"sampling RMS for n = {n}; the shrinkage itself is a {bias[steps]:.0%} change of Sigma_K).",
-            m[f"cov_error_vs_ddim_prediction@K={k},{steps}"], SIGMAS * floor_pred),
+            m[key("cov_error_vs_ddim_prediction", r, at)], SIGMAS * floor_pred),
         Claim.at_most(
             f"cov-matches-sigma-K-{k}",
             f"With {fine_steps} DDIM steps the rank-{k} samples' covariance matches Sigma_K (relative "
             f"Frobenius error, threshold {SIGMAS}x its sampling RMS for n = {n}; the sampler's "
             f"computed bias at this step count is {bias[fine_steps]:.2%}).",
-            m[f"cov_error_vs_sigma_K@K={k},{fine_steps}"], SIGMAS * floor),
+            m[key("cov_error_vs_sigma_k", r, at_fine)], SIGMAS * floor),
     ]
     return m, claims
 
@@ -146,13 +149,13 @@ def detail_claims(samples: dict[str, torch.Tensor], steps: int):
         hf[name] = metrics.high_frequency_energy(s)
         batches = torch.tensor([metrics.high_frequency_energy(b) for b in s.chunk(HF_BATCHES)])
         rel_se[name] = float(batches.std() / len(batches) ** 0.5) / hf[name]
-        m[f"hf_energy[{name}]@{steps}"] = hf[name]
+        m[key("hf_energy", name, f"steps_{steps}")] = hf[name]
     claims = []
     names = list(samples)
     for small, large in zip(names, names[1:]):
         ratio = hf[small] / hf[large]
         se = (rel_se[small] ** 2 + rel_se[large] ** 2) ** 0.5
-        m[f"hf_ratio[{small} / {large}]"] = ratio
+        m[key("hf_ratio", f"{small} over {large}")] = ratio
         claims.append(Claim.at_most(
             f"less-detail-{small.replace(' ', '-')}-than-{large.split(' (')[0].replace(' ', '-')}",
             f"Smaller rank loses fine detail: high-frequency energy (above 1/4 cycle/pixel) of the {small} "
@@ -168,12 +171,8 @@ EXPERIMENT = Experiment(
     paper="Restricting the capacity acts similarly to a dimensionality reduction process ... the generated "
           "images lose fine details and sharp edges (Sec. 3.1, Fig. 5; Theorem 4: samples follow "
           "N(mu, Sigma_K)).",
-    scales={
-        "quick": {"data": "lfw", "n_train": None, "image_size": None, "ranks": [5, 20],
-                  "n_samples": 2000, "steps": 10, "fine_steps": 1000, "schedule": "cosine"},
-        "paper": {"data": None, "n_train": 1000, "image_size": 64, "ranks": [10, 50],
-                  "n_samples": 2000, "steps": 10, "fine_steps": 10000, "schedule": "cosine"},
-    },
+    scales={"quick": QUICK, "paper": {**QUICK, "data": None, "n_train": 1000, "image_size": 64,
+                                      "ranks": [10, 50], "fine_steps": 10000}},
     run=run,
     uses_images=True,
 )

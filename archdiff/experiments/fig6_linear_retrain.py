@@ -6,8 +6,8 @@ Sigma, so a second linear denoiser fitted on that set is (nearly) the same map, 
 initial noise the two give (nearly) the same images.
 
 Sampling: the paper's 10 DDIM steps, and ``fine_steps`` drawn through DDIM's exact affine form
-(``common.linear_ddim``). With 10 steps the first model's samples follow the sampler's shrunk law
-N(m, V diag(g^2) V^T) (``common.py``), not N(mu, Sigma); the second model then learns that law, so
+(``theory.linear_ddim``). With 10 steps the first model's samples follow the sampler's shrunk law
+N(m, V diag(g^2) V^T) (``theory.py``), not N(mu, Sigma); the second model then learns that law, so
 at 10 steps its moments are compared with the first model's *sampled* law, and at fine_steps with
 (mu, Sigma) themselves.
 
@@ -20,25 +20,27 @@ from __future__ import annotations
 
 import torch
 
-from archdiff import metrics
+from archdiff import metrics, theory
 from archdiff.denoisers import LinearDenoiser
-from archdiff.experiments import common
-from archdiff.experiments.base import Claim, Context, Experiment, Result
+from archdiff.experiments.base import Claim, Context, Experiment, Result, key, keyed
+from archdiff.experiments.figures import grid_figure, nearest_figure
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 from archdiff.theory import GaussianPrediction
 
 SIGMAS = 4  # moment claims allow 4 sampling standard deviations
 DIRECT_MAX_STEPS = 100  # longer grids are drawn through DDIM's exact affine form
+QUICK = {"data": "lfw", "n_train": None, "image_size": None, "n_samples": 1000, "steps": 10,
+         "fine_steps": 1000, "schedule": "cosine"}
 
 
 def draw(model: LinearDenoiser, noise: torch.Tensor, levels: torch.Tensor, gains: torch.Tensor | None = None,
          progress: bool = False) -> torch.Tensor:
     """DDIM samples of a linear model: the sampler itself on short grids, its exact affine form on
-    long ones (``gains``: the model's ``common.ddim_gains`` on ``levels``, if at hand)."""
+    long ones (``gains``: the model's ``theory.ddim_gains`` on ``levels``, if at hand)."""
     if len(levels) - 1 <= DIRECT_MAX_STEPS:
         return ddim(model, noise, levels, progress=progress)
-    return common.linear_ddim(model, noise, levels, gains)
+    return theory.linear_ddim(model, noise, levels, gains)
 
 
 def retrain(model: LinearDenoiser, noise: torch.Tensor, levels: torch.Tensor,
@@ -51,50 +53,49 @@ def retrain(model: LinearDenoiser, noise: torch.Tensor, levels: torch.Tensor,
 def moment_errors(synthetic: torch.Tensor, target) -> tuple[float, float, float]:
     """(mean error, covariance error, covariance sampling RMS) of the second model -- whose mean and
     covariance are the synthetic set's -- against a GaussianPrediction ``target``."""
-    cov = torch.diag(target.eigvals)  # same trace and Frobenius norm as V diag(lam) V^T
-    return (metrics.mean_error(synthetic, target.mean, cov),
-            common.covariance_error_eig(synthetic, target.eigvecs, target.eigvals),
-            metrics.covariance_error_scale(cov, synthetic.shape[0]))
+    return (metrics.mean_error(synthetic, target.mean, target.eigvals),
+            metrics.covariance_error(synthetic, target.eigvecs, target.eigvals),
+            metrics.covariance_error_scale(target.eigvals, synthetic.shape[0]))
 
 
 def run(ctx: Context) -> Result:
     """Fit, sample a new training set, refit, and compare both models from the same noise."""
     c = ctx.config
-    data = common.image_data(ctx).to(ctx.device)
+    data = ctx.images()
     n_train, shape, n = data.shape[0], tuple(data.shape[1:]), c["n_samples"]
     first = LinearDenoiser.fit(data)
-    x_T = initial_noise(n, shape, ctx.seed + 1, ctx.device)
-    x_other = initial_noise(n, shape, ctx.seed + 2, ctx.device)  # for the unrelated-pair scale
-    x_synth = initial_noise(n_train, shape, ctx.seed + 3, ctx.device)
-    theorem = GaussianPrediction(first.mean, first.eigvecs, first.eigvals, first.shape)
+    x_T = initial_noise(n, shape, ctx.seed, ctx.device)
+    x_other = initial_noise(n, shape, ctx.seed, ctx.device, stream="unrelated")  # the unrelated-pair scale
+    x_synth = initial_noise(n_train, shape, ctx.seed, ctx.device, stream="synthetic")
+    theorem = GaussianPrediction.of(first)
     m: dict = {"n_train": n_train, "data_rank": first.rank}
     claims, rows = [], []
     for steps in (c["steps"], c["fine_steps"]):
         levels = sampling_levels(c["schedule"], steps)
-        g = common.ddim_gains(first.eigvals, levels)
+        g = theory.ddim_gains(first.eigvals, levels)
         synthetic, second = retrain(first, x_synth, levels, g, ctx.progress)
         a, b = draw(first, x_T, levels, g, ctx.progress), draw(second, x_T, levels, None, ctx.progress)
         unrelated = draw(first, x_other, levels, g, ctx.progress)
         ratio = metrics.paired_distance(a, b) / metrics.paired_distance(a, unrelated)
-        sampled, lam = common.sampled_prediction(first, levels, g), first.eigvals
+        sampled, lam = theory.ddim_prediction(first, levels, g), first.eigvals
         target, name = (sampled, "its sampled law") if steps == c["steps"] else (theorem, "(mu, Sigma)")
         mean_err, cov_err, cov_rms = moment_errors(synthetic, target)
-        m.update({
-            f"median_pair_ratio@{steps}": float(ratio.median()),
-            f"second_rank@{steps}": second.rank,
-            f"mean_error_vs_target@{steps}": mean_err,
-            f"cov_error_vs_target@{steps}": cov_err,
-            f"cov_sampling_rms@{steps}": cov_rms,
-            f"cov_error_vs_sigma@{steps}": moment_errors(synthetic, theorem)[1],
-            f"ddim_cov_bias@{steps}": float((sampled.eigvals - lam).norm() / lam.norm()),
-        })
+        m.update(keyed({
+            "median_pair_ratio": float(ratio.median()),
+            "second_rank": second.rank,
+            "mean_error_vs_target": mean_err,
+            "cov_error_vs_target": cov_err,
+            "cov_sampling_rms": cov_rms,
+            "cov_error_vs_sigma": moment_errors(synthetic, theorem)[1],
+            "ddim_cov_bias": float((sampled.eigvals - lam).norm() / lam.norm()),
+        }, f"steps_{steps}"))
         claims += [
             Claim.at_most(
                 f"same-images@{steps}",
                 f"From the same noise the first and the retrained linear denoiser give nearly the same "
                 f"images ({steps} DDIM steps): median of |first - second| / |first - unrelated sample|, "
                 f"threshold 1/3 (the memorization criterion's ratio).",
-                m[f"median_pair_ratio@{steps}"], metrics.COPY_RATIO),
+                m[key("median_pair_ratio", f"steps_{steps}")], metrics.COPY_RATIO),
             Claim.at_most(
                 f"mean-reproduced@{steps}",
                 f"The retrained model's mean matches the first model's {name} ({steps} steps; |error| / "
@@ -107,12 +108,12 @@ def run(ctx: Context) -> Result:
                 cov_err, SIGMAS * cov_rms),
         ]
         rows += [(f"first, {steps}", a), (f"retrained, {steps}", b)]
-    for label, samples in rows[:2]:
-        m.update(common.copy_stats(label, samples, data))
+    for model, (_, samples) in zip(("first", "retrained"), rows[:2]):
+        m.update(keyed(metrics.copy_stats(samples, data), model, f"steps_{c['steps']}"))
     figures = [
-        common.grid_figure(ctx, "fig6_grid.png", rows,
+        grid_figure(ctx, "fig6_grid.png", rows,
                            title="linear denoiser vs its retrained copy (row: model, DDIM steps)"),
-        common.nearest_figure(ctx, "fig6_nearest.png", rows[:2], data),
+        nearest_figure(ctx, "fig6_nearest.png", rows[:2], data),
     ]
     return Result(m, claims, figures)
 
@@ -123,12 +124,8 @@ EXPERIMENT = Experiment(
     paper="We trained an initial linear denoiser on the CelebA dataset and sampled an entirely new dataset "
           "... trained a second linear denoiser exclusively on this newly synthesized dataset ... the two "
           "models yield remarkably similar visual outputs (Sec. 3.1, Fig. 6).",
-    scales={
-        "quick": {"data": "lfw", "n_train": None, "image_size": None, "n_samples": 1000,
-                  "steps": 10, "fine_steps": 1000, "schedule": "cosine"},
-        "paper": {"data": None, "n_train": 1000, "image_size": 64, "n_samples": 1000,
-                  "steps": 10, "fine_steps": 10000, "schedule": "cosine"},
-    },
+    scales={"quick": QUICK, "paper": {**QUICK, "data": None, "n_train": 1000, "image_size": 64,
+                                      "fine_steps": 10000}},
     run=run,
     uses_images=True,
 )

@@ -10,7 +10,7 @@ random features, one noisy copy of each training image per level, ridge 1e-5), w
 normalized per column and clipped (``normalize="column"``); one more degree-k_max model uses the
 authors' recipe (per-sample max normalization, no bias, plain absolute ridge) for comparison.
 
-Numerics at high degree (measured and reported, ``diag_*`` metrics, for the top degree): with
+Numerics at high degree (measured and reported as ``NAME.degree_K.step_I`` metrics, top degree): with
 z in [-1, 1], z^27 is below 1e-6 unless |z| > 0.6, so each feature is active only on the few inputs
 at the extreme of its random projection; the fit then acts like a lookup of the training images
 that are extremes of some feature. Reported per level: the fraction of active feature entries, the
@@ -26,27 +26,31 @@ import math
 
 import torch
 
-from archdiff import metrics, plots
-from archdiff.denoisers.closed_form import flatten
-from archdiff.denoisers.polynomial import PolynomialDenoiser, cpu_single_thread
-from archdiff.experiments import common
-from archdiff.experiments.base import Claim, Context, Experiment, Result
+from archdiff import metrics, plots, seeding
+from archdiff.denoisers.polynomial import PolynomialDenoiser
+from archdiff.experiments.base import Claim, Context, Experiment, Result, key, keyed
+from archdiff.experiments.figures import grid_figure, nearest_figure
+from archdiff.linalg import flatten
 from archdiff.samplers import ddim, initial_noise
-from archdiff.schedule import sampling_levels
+from archdiff.schedule import noisy, sampling_levels
+from archdiff.threads import single_thread
 
 ACTIVE = 1e-6  # a feature entry counts as active above this magnitude
 SIGMAS = 3  # copy-fraction differences must exceed 3 binomial standard errors
 # the authors' features and solve: per-sample max normalization, no bias, plain absolute ridge
 AUTHORS_RECIPE = {"normalize": "sample", "bias": False, "relative_ridge": False}
 AUTHORS = "degree {}, authors' recipe"
+QUICK = {"data": "lfw", "n_train": None, "image_size": None, "degrees": [1, 3, 9, 27], "width": 1024,
+         "draws": 1, "ridge": 1e-5, "normalize": "column", "authors_recipe": True, "n_samples": 200,
+         "steps": 50, "schedule": "cosine", "diag_levels": 3}
 
 
 def run(ctx: Context) -> Result:
     """Fit polynomial denoisers of each degree, sample them from the same noise, count copies."""
     c = ctx.config
-    data = common.image_data(ctx).to(ctx.device)
+    data = ctx.images()
     n = c["n_samples"]
-    x_T = initial_noise(n, tuple(data.shape[1:]), ctx.seed + 1, ctx.device)
+    x_T = initial_noise(n, tuple(data.shape[1:]), ctx.seed, ctx.device)
     levels = sampling_levels(c["schedule"], c["steps"])
     degrees = sorted(c["degrees"])
     top = degrees[-1]
@@ -61,24 +65,24 @@ def run(ctx: Context) -> Result:
                                    seed=ctx.seed, **recipe)
         # many small BLAS calls (one fit per level): threaded, they were measured several times slower
         # in total on a 2-core CPU shared with other work; single-threaded on the CPU, no-op elsewhere
-        with cpu_single_thread(ctx.device):
+        with single_thread(ctx.device):
             samples, inputs = sample_watching(model, x_T, levels, watch, ctx.progress)
         rows.append((name, samples))
-        m.update(common.copy_stats(name, samples, data))
-        m.update(diversity(name, samples, data))
+        m.update(keyed(metrics.copy_stats(samples, data), name))
+        m.update(keyed(diversity(samples, data), name))
         if degree == top:
             for i, x in inputs.items():
-                diag = feature_diagnostics(model, float(levels[i + 1]), x, ctx.seed + 7)
-                m.update({f"diag_{k}[{name}]@step{i + 1}": v for k, v in diag.items()})
+                diag = feature_diagnostics(model, float(levels[i + 1]), x, ctx.stream("diagnostics"))
+                m.update(keyed(diag, name, f"step_{i + 1}"))
     claims = copy_claims(m, degrees, n, top)
     if c.get("authors_recipe"):
         claims.append(dual_claim(m, AUTHORS.format(top), n))
     title = f"polynomial denoisers, DDIM {c['steps']} steps"
     figures = [
-        common.grid_figure(ctx, "fig7_grid.png", rows, title=title),
-        common.nearest_figure(ctx, "fig7_nearest.png", rows, data),
+        grid_figure(ctx, "fig7_grid.png", rows, title=title),
+        nearest_figure(ctx, "fig7_nearest.png", rows, data),
         plots.line_plot(ctx.out / "fig7_copy_fraction.png", degrees,
-                        {"copy fraction": [m[f"copy_fraction_degree {k}"] for k in degrees]},
+                        {"copy fraction": [m[key("copy_fraction", f"degree {k}")] for k in degrees]},
                         "polynomial degree", "copy fraction").name,
     ]
     return Result(m, claims, figures)
@@ -95,15 +99,15 @@ def sample_watching(model, x_T: torch.Tensor, levels: torch.Tensor, watch: set[i
     return ddim(model, x_T, levels, progress=progress, callback=keep), inputs
 
 
-def diversity(name: str, samples: torch.Tensor, data: torch.Tensor) -> dict[str, float]:
+def diversity(samples: torch.Tensor, data: torch.Tensor) -> dict[str, float]:
     """Collapse and blow-up indicators: distinct nearest training images, per-pixel spread vs the data's
     (1 = as varied as the data, << 1 collapsed onto few images, >> 1 exploded), largest |value|."""
     _, idx = metrics.pairwise_nn(samples, data, k=1)
     spread = flatten(samples).double().std(0).norm() / flatten(data).double().std(0).norm()
     return {
-        f"distinct_nearest[{name}]": idx[:, 0].unique().numel(),
-        f"spread_vs_data[{name}]": float(spread),
-        f"max_abs_sample[{name}]": float(samples.abs().max()),
+        "distinct_nearest": idx[:, 0].unique().numel(),
+        "spread_vs_data": float(spread),
+        "max_abs_sample": float(samples.abs().max()),
     }
 
 
@@ -116,37 +120,33 @@ def feature_diagnostics(model: PolynomialDenoiser, level: float, sampler_inputs:
                         seed: int) -> dict[str, float]:
     """How the degree-k features behave at one level, on fresh noisy training inputs and on the
     sampler's own inputs (see the module docstring)."""
-    if level not in model.fits:
-        model.fit_level(level)
-    scale, w = model.fits[level]
+    fit = model.fit_at(level)
     x = model.data  # [N, D]
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
-    y = math.sqrt(level) * x + math.sqrt(1 - level) * noise
-    phi = model.features(y, scale)[:, :-1]  # [N, F], without the constant column
-    z = y @ model.R.T + model.b
+    g = seeding.generator(seed, seeding.level_label(level))
+    y = noisy(x, level, torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device))
+    phi = model.features(y, fit)[:, :-1]  # [N, F], without the constant column
+    z = model.projection(y)
     extremes = z.abs().argmax(0).unique().numel()  # training images extreme along some feature
     d = phi.square().mean(0).clamp_min(1e-300).sqrt()
     k = (phi / d) @ (phi / d).T / phi.shape[0]  # [N, N]: the Jacobi-scaled Gram's nonzero spectrum
     eig = torch.linalg.eigvalsh(k)
-    pred = model.features(y, scale) @ w
-    s = flatten(sampler_inputs).to(x.dtype).to(x.device)
-    zs = s @ model.R.T + model.b
-    clipped = float((zs.abs() > scale).double().mean()) if model.normalize == "column" else float("nan")
+    pred = model.features(y, fit) @ fit.weights
+    zs = model.projection(flatten(sampler_inputs).to(x.dtype).to(x.device))
+    clipped = float((zs.abs() > fit.scale).double().mean()) if model.normalize == "column" else float("nan")
     return {
         "active_fraction": float((phi.abs() > ACTIVE).double().mean()),
         "extreme_images_fraction": extremes / x.shape[0],
         "gram_rank_above_ridge": int((eig > model.ridge).sum()),
         "fresh_noise_residual": float((pred - x).norm() / (x - x.mean(0)).norm()),
-        "max_abs_weight": float(w.abs().max()),
+        "max_abs_weight": float(fit.weights.abs().max()),
         "sampler_clipped_fraction": clipped,
     }
 
 
 def dual_claim(m: dict, name: str, n: int) -> Claim:
     """The paper's 'dual behaviour' for one model: some samples are copies and some are not."""
-    distinct = m[f"distinct_nearest[{name}]"]
-    cf = m[f"copy_fraction_{name}"]
+    distinct = m[key("distinct_nearest", name)]
+    cf = m[key("copy_fraction", name)]
     return Claim.at_least(
         "copies-and-novel-at-" + name.replace(",", "").replace("'", "").replace(" ", "-"),
         f"{name}: some samples are copies and some are not: min(copy fraction, 1 - copy fraction), "
@@ -157,7 +157,7 @@ def dual_claim(m: dict, name: str, n: int) -> Claim:
 
 def copy_claims(m: dict, degrees: list[int], n: int, top: int) -> list[Claim]:
     """Copy fraction rises with the degree; at the top degree some samples are copies, some are not."""
-    cf = [m[f"copy_fraction_degree {k}"] for k in degrees]
+    cf = [m[key("copy_fraction", f"degree {k}")] for k in degrees]
 
     def se(p: float, q: float) -> float:  # binomial standard error of a difference of two fractions
         return math.sqrt((p * (1 - p) + q * (1 - q)) / n)
@@ -187,16 +187,8 @@ EXPERIMENT = Experiment(
     paper="We trained polynomial denoisers of degrees ... and 27 ... the 27-degree polynomial model exhibits "
           "a dual behavior: while some of its generated outputs closely resemble strictly memorized samples "
           "from the training set, other outputs are entirely novel images (Sec. 3.2, Fig. 7).",
-    scales={
-        "quick": {"data": "lfw", "n_train": None, "image_size": None, "degrees": [1, 3, 9, 27],
-                  "width": 1024, "draws": 1, "ridge": 1e-5, "normalize": "column",
-                  "authors_recipe": True, "n_samples": 200, "steps": 50, "schedule": "cosine",
-                  "diag_levels": 3},
-        "paper": {"data": None, "n_train": 1000, "image_size": 64, "degrees": [1, 3, 9, 27],
-                  "width": 1024, "draws": 1, "ridge": 1e-5, "normalize": "column",
-                  "authors_recipe": True, "n_samples": 500, "steps": 50, "schedule": "cosine",
-                  "diag_levels": 3},
-    },
+    scales={"quick": QUICK,
+            "paper": {**QUICK, "data": None, "n_train": 1000, "image_size": 64, "n_samples": 500}},
     run=run,
     uses_images=True,
 )

@@ -23,12 +23,19 @@ from __future__ import annotations
 
 from archdiff import metrics
 from archdiff.denoisers.networks import NetSpec
-from archdiff.experiments import common
-from archdiff.experiments.base import Claim, Context, Experiment, Result
-from archdiff.experiments.common import MAJORITY, train_and_sample
+from archdiff.experiments.base import MAJORITY, Claim, Context, Experiment, Result, keyed
+from archdiff.experiments.figures import grid_figure, nearest_figure
+from archdiff.experiments.trained import train_and_sample
 from archdiff.samplers import initial_noise
 
 NOISE_FLOOR_FACTOR = 3.0
+QUICK = {"data": "lfw", "n_train": None, "image_size": None, "width_fractions": [1.0, 0.2, 0.05],
+         "conditioning": "time", "epochs": 3000, "batch_size": 100, "lr": 2e-3, "lr_schedule": "cosine",
+         "schedule": "cosine", "steps": 50, "n_samples": 100, "sample_batch": None, "grid_columns": 8,
+         "save_models": False}
+# the paper: one network per level, 1000 CelebA 64x64 images (pass --data celeba:PATH), 500 epochs, Adam 1e-4
+PAPER = {**QUICK, "data": None, "n_train": 1000, "image_size": 64, "conditioning": "per-level", "epochs": 500,
+         "batch_size": 64, "lr": 1e-4, "lr_schedule": "constant", "n_samples": 256, "save_models": True}
 
 
 def widths(c: dict, n_train: int) -> list[int]:
@@ -39,41 +46,41 @@ def widths(c: dict, n_train: int) -> list[int]:
 def run(ctx: Context) -> Result:
     """Train an image MLP per width, sample each from the same noise, measure copying and rank."""
     c = ctx.config
-    data = common.image_data(ctx).to(ctx.device)
+    data = ctx.images()
     shape = tuple(data.shape[1:])
-    x_T = initial_noise(2 * c["n_samples"], shape, ctx.seed + 1, ctx.device)  # two independent halves
+    x_T = initial_noise(2 * c["n_samples"], shape, ctx.seed, ctx.device)  # two independent halves
     ws = widths(c, data.shape[0])
-    m: dict = {"n_train": data.shape[0], "widths": ws, "effective_rank_train": metrics.effective_rank(data)}
+    m: dict = {"n_train": data.shape[0], "widths": ws, "effective_rank.train": metrics.effective_rank(data)}
     rows, floor = [], 0.0
     for w in ws:
         both, losses = train_and_sample(ctx, NetSpec("image_mlp", {"shape": list(shape), "width": w}),
                                         data, x_T, f"width {w}")
         s, other = both[: c["n_samples"]].cpu(), both[c["n_samples"]:].cpu()
         rows.append((f"width {w}", s))
-        m[f"final_loss_w{w}"] = float(losses[-1].mean())
-        m.update(common.copy_stats(f"w{w}", s, data))
-        m[f"effective_rank_w{w}"] = metrics.effective_rank(s)
-        m[f"numerical_rank_w{w}"] = metrics.numerical_rank(s)
-        floor = max(floor, abs(m[f"effective_rank_w{w}"] - metrics.effective_rank(other)))
-    m["effective_rank_noise_floor"] = floor
-    ranks = [m[f"effective_rank_w{w}"] for w in ws]
+        m[f"final_loss.width_{w}"] = float(losses[-1].mean())
+        m.update(keyed(metrics.copy_stats(s, data), f"width_{w}"))
+        m[f"effective_rank.width_{w}"] = metrics.effective_rank(s)
+        m[f"numerical_rank.width_{w}"] = metrics.numerical_rank(s)
+        floor = max(floor, abs(m[f"effective_rank.width_{w}"] - metrics.effective_rank(other)))
+    m["effective_rank.noise_floor"] = floor
+    ranks = [m[f"effective_rank.width_{w}"] for w in ws]
     m["min_rank_drop"] = min(a - b for a, b in zip(ranks, ranks[1:]))
     figures = [
-        common.grid_figure(ctx, "fig9.png", rows, title="Image MLPs of decreasing width, same noise"),
-        common.nearest_figure(ctx, "fig9_nearest.png", rows, data.cpu()),
+        grid_figure(ctx, "fig9.png", rows, title="Image MLPs of decreasing width, same noise"),
+        nearest_figure(ctx, "fig9_nearest.png", rows, data.cpu()),
     ]
     return Result(m, claims(m, ws), figures)
 
 
 def claims(m: dict, ws: list[int]) -> list[Claim]:
     """Copying at full width, none below it, and rank falling with width."""
-    narrower = max(m[f"copy_fraction_w{w}"] for w in ws[1:])
+    narrower = max(m[f"copy_fraction.width_{w}"] for w in ws[1:])
     return [
         Claim.at_least(
             "widest-copies",
             f"The MLP of width {ws[0]} (= the {m['n_train']} training images) copies: copy fraction of its "
             f"samples (nearest < 1/3 second nearest), holds at >= 1/2 (most samples are copies).",
-            m[f"copy_fraction_w{ws[0]}"], MAJORITY),
+            m[f"copy_fraction.width_{ws[0]}"], MAJORITY),
         Claim.at_most(
             "narrower-do-not-copy",
             f"Narrower MLPs (widths {', '.join(map(str, ws[1:]))}) do not copy: the largest copy fraction "
@@ -84,7 +91,7 @@ def claims(m: dict, ws: list[int]) -> list[Claim]:
             f"Samples of narrower MLPs lie on lower-rank sets: smallest drop of the samples' effective rank "
             f"from one width to the next narrower ({' > '.join(map(str, ws))}); holds above "
             f"{NOISE_FLOOR_FACTOR:g}x the noise floor between two independent sample sets of one model.",
-            m["min_rank_drop"], NOISE_FLOOR_FACTOR * m["effective_rank_noise_floor"]),
+            m["min_rank_drop"], NOISE_FLOOR_FACTOR * m["effective_rank.noise_floor"]),
     ]
 
 
@@ -95,16 +102,7 @@ EXPERIMENT = Experiment(
           "the network with [width 1000] ... led the model to strictly memorize and reproduce the training "
           "samples ... employing progressively smaller hidden dimensions forces the generated data to lie on "
           "a lower-rank manifold (Sec. 5, Fig. 9).",
-    scales={
-        "quick": {"data": "lfw", "n_train": None, "image_size": None, "width_fractions": [1.0, 0.2, 0.05],
-                  "conditioning": "time", "epochs": 3000, "batch_size": 100, "lr": 2e-3,
-                  "lr_schedule": "cosine", "schedule": "cosine", "steps": 50, "n_samples": 100,
-                  "sample_batch": None, "grid_columns": 8, "save_models": False},
-        "paper": {"data": None, "n_train": 1000, "image_size": 64, "width_fractions": [1.0, 0.2, 0.05],
-                  "conditioning": "per-level", "epochs": 500, "batch_size": 64, "lr": 1e-4,
-                  "lr_schedule": "constant", "schedule": "cosine", "steps": 50, "n_samples": 256,
-                  "sample_batch": None, "grid_columns": 8, "save_models": True},
-    },
+    scales={"quick": QUICK, "paper": PAPER},
     run=run,
     uses_images=True,
 )

@@ -36,14 +36,13 @@ from archdiff.experiments.base import Claim, Context, Experiment, Result
 from archdiff.schedule import sampling_levels
 from archdiff.training import TrainConfig, train
 
+QUICK = {"n_train": 1000, "rank": 4, "steps": 10, "schedule": "cosine", "epochs": 600, "lr": 1e-2}
+
 
 def trained_operators(denoiser, count: int) -> list[torch.Tensor]:
-    """W2 W1 of each per-level linear bottleneck: count x [D, D] (float64)."""
-    out = []
-    for i in range(count):
-        s = denoiser.network_state(i)
-        out.append((s["w2.weight"] @ s["w1.weight"]).double().cpu())
-    return out
+    """W2 W1 of each per-level linear bottleneck (its ``operator()``): count x [D, D] (float64)."""
+    with torch.no_grad():
+        return [denoiser.network(i).operator().double().cpu() for i in range(count)]
 
 
 def run(ctx: Context) -> Result:
@@ -57,7 +56,8 @@ def run(ctx: Context) -> Result:
                       checkpoint_every=max(c["epochs"] // 5, 1))
     trained = train(NetSpec("linear-bottleneck", {"dim": x.shape[1], "rank": k}), x, cfg,
                     out=ctx.out / "model", device=ctx.device, progress=ctx.progress)
-    fits = {r: LinearDenoiser.fit(x, rank=r) for r in (k - 1, k, k + 1, None)}
+    full = LinearDenoiser.fit(x)
+    fits = {r: full if r is None else full.truncated(r) for r in (k - 1, k, k + 1, None)}
     ops = trained_operators(trained.denoiser, len(levels))
     norm = torch.linalg.norm
     m: dict = {"rank": k, "eigen_gap": float(fits[None].eigvals[k - 1] / fits[None].eigvals[k]),
@@ -94,11 +94,6 @@ EXPERIMENT = Experiment(
     paper="When training a linear denoiser with a bottleneck of size K, the generated distribution is "
           "N(mu, Sigma_K), Sigma_K the rank-K approximation of Sigma: the trained W2 W1 is the Wiener "
           "filter of Sigma_K (Theorem 4, App. A.1).",
-    scales={
-        "quick": {"n_train": 1000, "rank": 4, "steps": 10, "schedule": "cosine", "epochs": 600,
-                  "lr": 1e-2},
-        "paper": {"n_train": 1797, "rank": 4, "steps": 10, "schedule": "cosine", "epochs": 3000,
-                  "lr": 1e-2},
-    },
+    scales={"quick": QUICK, "paper": {**QUICK, "n_train": 1797, "epochs": 3000}},
     run=run,
 )
