@@ -54,8 +54,8 @@ def test_run_fig2_writes_config_figures_and_claims(tmp_path, capsys):
     record = json.loads((run / "metrics.json").read_text())
     assert (run / "config.toml").read_text().startswith('experiment = "fig2-linear-gmm"')
     assert all((run / f).stat().st_size > 0 for f in record["figures"])
-    assert record["claims"] and all(set(c) == {"id", "statement", "measured", "threshold", "comparison", "holds"}
-                                    for c in record["claims"])
+    fields = {"id", "statement", "measured", "threshold", "comparison", "holds"}
+    assert record["claims"] and all(set(c) == fields for c in record["claims"])
     assert all(c["holds"] for c in record["claims"])  # Theorem 3 holds exactly here
     assert not list(tmp_path.glob(".*.partial"))
 

@@ -45,7 +45,8 @@ def test_linear_bottleneck_operator_is_its_linear_part():
 def test_id_estimator_calibration_sets():
     """The known sets used to calibrate the fig4 tolerance have the dimension they are built to have."""
     cal = calibration(1000, seed=0)
-    assert abs(cal["intrinsic_dimension.known_1d"] - 1) < 0.15 and abs(cal["intrinsic_dimension.known_2d"] - 2) < 0.3
+    assert abs(cal["intrinsic_dimension.known_1d"] - 1) < 0.15
+    assert abs(cal["intrinsic_dimension.known_2d"] - 2) < 0.3
 
 
 def test_fig4_runs_and_reports(tmp_path):

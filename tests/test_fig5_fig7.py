@@ -13,8 +13,8 @@ from archdiff import metrics, theory
 from archdiff.cli import main
 from archdiff.data.images import load_images
 from archdiff.denoisers import LinearDenoiser
-from archdiff.experiments import get
 from archdiff.experiments import fig6_linear_retrain as fig6
+from archdiff.experiments import get
 from archdiff.experiments.fig5_linear_rank_images import RANK_RTOL
 from archdiff.runner import run_experiment
 from archdiff.samplers import ddim, initial_noise
@@ -116,7 +116,8 @@ TINY = {
 # claims that follow from a theorem on any data (exact rank, moments within 4 sampling SDs): they must hold
 MUST_HOLD = {
     "fig5-linear-rank-images": ["numerical-rank-3", "numerical-rank-8", "cov-matches-ddim-prediction-3",
-                                "cov-matches-ddim-prediction-8", "cov-matches-sigma-K-3", "cov-matches-sigma-K-8"],
+                                "cov-matches-ddim-prediction-8", "cov-matches-sigma-K-3",
+                                "cov-matches-sigma-K-8"],
     "fig6-linear-retrain": ["mean-reproduced@10", "cov-reproduced@10", "mean-reproduced@150",
                             "cov-reproduced@150"],
     "fig7-poly-images": [],
@@ -139,7 +140,7 @@ def test_tiny_runs_write_their_figures_and_claims(tmp_path, exp_id):
 
 
 def test_fig7_claims_are_computed_from_its_metrics(tmp_path):
-    """The copy-fraction claims restate the recorded copy fractions: rise = top - bottom, dual = min(cf, 1-cf)."""
+    """The copy claims restate the recorded copy fractions: rise = top - bottom, dual = min(cf, 1 - cf)."""
     rec = run_experiment(get("fig7-poly-images"), "quick", out=tmp_path, overrides=TINY["fig7-poly-images"],
                          progress=False)
     m, claims = rec["metrics"], {c["id"]: c for c in rec["claims"]}
