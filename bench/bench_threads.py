@@ -47,7 +47,8 @@ def seconds(exp_id: str, options: list[str], out: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", nargs="+", default=["fig2-linear-gmm", "fig5-linear-rank-images"])
     parser.add_argument("--repeats", type=int, default=2, help="runs per cell; the table shows the fastest")
     args = parser.parse_args()

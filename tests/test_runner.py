@@ -6,7 +6,7 @@ import pytest
 
 from archdiff import plots, runner
 from archdiff.experiments import Claim, Experiment, Result
-from archdiff.experiments.base import UserError
+from archdiff.experiments.base import UserError, key, keyed
 
 
 def _tiny(fail: bool = False) -> Experiment:
@@ -59,3 +59,30 @@ def test_reproduce_writes_summary_and_report_then_skips(tmp_path, monkeypatch):
     assert logs[-1].startswith("[skip] tiny")
     summary = runner.reproduce("paper", out=tmp_path, log=logs.append)  # another scale reruns
     assert logs[-1].startswith("[run]") and summary["claims_holding"] == 0
+
+
+def test_an_overridden_run_is_not_taken_for_the_standard_one(tmp_path, monkeypatch):
+    """reproduce skips a finished run only when config.toml's identity (scale, seed, data, config) matches."""
+    import archdiff.experiments as ex
+
+    monkeypatch.setattr(ex, "registry", lambda: {"tiny": _tiny()})
+    runner.run_experiment(_tiny(), out=tmp_path, overrides={"value": 0.25}, progress=False)
+    logs = []
+    runner.reproduce(out=tmp_path, log=logs.append)
+    assert logs[-1].startswith("[run]  tiny")
+    runner.reproduce(out=tmp_path, log=logs.append)
+    assert logs[-1].startswith("[skip] tiny")
+    runner.reproduce(out=tmp_path, seed=1, log=logs.append)
+    assert logs[-1].startswith("[run]  tiny")
+
+
+def test_metric_keys_follow_the_scheme(tmp_path):
+    assert key("copy_fraction", "degree 27, authors' recipe") == "copy_fraction.degree_27_authors_recipe"
+    assert keyed({"nn_distance": 1.0}, "rank 5", "steps_10") == {"nn_distance.rank_5.steps_10": 1.0}
+
+    def bad(ctx):
+        return Result({"copy fraction [x]": 1.0}, [])
+
+    with pytest.raises(ValueError, match="key scheme"):
+        runner.run_experiment(Experiment("bad", "t", "p", {"quick": {}}, bad), out=tmp_path, progress=False)
+    assert not runner.is_finished(tmp_path / "bad")

@@ -111,3 +111,16 @@ def test_same_seed_same_samples_and_stochastic_sampler_needs_a_generator(gaussia
 def test_noisy_matches_forward_process():
     x0, n = torch.ones(3, 2), torch.full((3, 2), 2.0)
     assert torch.allclose(noisy(x0, 0.25, n), torch.full((3, 2), 0.5 + math.sqrt(0.75) * 2))
+
+
+def test_noisy_broadcasts_levels_over_leading_dims_and_is_exact_in_float64():
+    """Levels [L, B] against x0 [L, B, C, H]: each element uses its own level; float64 input is exact."""
+    g = torch.Generator().manual_seed(0)
+    x0, n = torch.randn(3, 4, 2, 5, generator=g, dtype=torch.float64), torch.randn(3, 4, 2, 5, generator=g,
+                                                                                   dtype=torch.float64)
+    levels = torch.rand(3, 4, generator=g, dtype=torch.float64)
+    out = noisy(x0, levels, n)
+    for i in range(3):
+        for j in range(4):
+            a = float(levels[i, j])
+            assert torch.equal(out[i, j], math.sqrt(a) * x0[i, j] + math.sqrt(1 - a) * n[i, j])

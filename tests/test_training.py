@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from archdiff.denoisers import LinearDenoiser
@@ -164,6 +167,11 @@ def test_save_load_round_trip_and_denoiser_contract(tmp_path, conditioning):
     x = torch.randn(len(levels), 2)
     out = result.denoiser(x, levels)
     assert torch.equal(out, loaded(x, levels)) and torch.equal(out, resaved(x, levels))
+    # one schema: the trainer's folder and a re-save of the loaded model hold the same config and weights
+    written, again = (json.loads((tmp_path / f / "config.json").read_text()) for f in ("m", "again"))
+    assert written == again and written["data"]["n"] == 64 and written["train"]["seed"] == cfg.seed
+    assert load_file(str(tmp_path / "m" / "model.safetensors")).keys() == \
+        load_file(str(tmp_path / "again" / "model.safetensors")).keys()
     # contract: shape and dtype kept, float level == [B] level, a mixed batch == row by row, no grad
     assert out.shape == x.shape and out.dtype == x.dtype and not out.requires_grad
     assert result.denoiser(x.double(), levels).dtype == torch.float64
@@ -172,6 +180,17 @@ def test_save_load_round_trip_and_denoiser_contract(tmp_path, conditioning):
     torch.testing.assert_close(out, rows)
     samples = ddim(loaded, initial_noise(16, (2,), seed=0), levels)
     assert samples.shape == (16, 2) and torch.isfinite(samples).all()
+
+
+def test_network_operator_equals_the_stacked_weights():
+    """PerLevelDenoiser.network(i) is level i's module: its W2 W1 is the product of its stacked weights."""
+    x = gaussian(200, [3.0, 1.0, 0.5, 0.1])
+    cfg = TrainConfig(epochs=2, batch_size=50, lr=1e-2, levels=[0.2, 0.7])
+    result = train(NetSpec("linear-bottleneck", {"dim": 4, "rank": 2}), x, cfg, progress=False)
+    for i in range(2):
+        with torch.no_grad():
+            operator = result.denoiser.network(i).operator().double()
+        torch.testing.assert_close(operator, trained_operator(result, i))
 
 
 def test_per_level_denoiser_uses_the_nearest_level():
