@@ -28,9 +28,7 @@ def scatter_panels(
         ax.set_aspect("equal")
         ax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=110)
 
 
 def to_display(images: torch.Tensor) -> np.ndarray:
@@ -65,9 +63,7 @@ def image_grid(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=(margin - 0.1) / (cell * ncol + margin), right=0.99, wspace=0.05, hspace=0.05)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, dpi=100)
 
 
 def line_plot(path: Path, x, series: dict[str, list[float]], xlabel: str, ylabel: str,
@@ -82,6 +78,11 @@ def line_plot(path: Path, x, series: dict[str, list[float]], xlabel: str, ylabel
         ax.set_yscale("log")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return _save(fig, path, dpi=110)
+
+
+def _save(fig, path: Path, dpi: int) -> Path:
+    """Write the figure as a PNG and free it."""
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)
