@@ -60,6 +60,7 @@ from archdiff.denoisers.trained import (
     MODEL_FILE,
     PerLevelDenoiser,
     TimeConditionedDenoiser,
+    build_network,
     model_config,
     read_safetensors,
     write_config,
@@ -110,12 +111,6 @@ def network_seeds(seed: int, levels: list[float] | None) -> list[tuple[int, int]
     labels = ["time-conditioned"] if levels is None else [seeding.level_label(a) for a in levels]
     return [(seeding.derive(seed, "network", lab, "init"), seeding.derive(seed, "network", lab, "batches"))
             for lab in labels]
-
-
-def _init_module(spec: NetSpec, seed: int, level_input: bool) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return spec.build(level_input=level_input)
 
 
 # --------------------------------------------------------------------------------------- engines
@@ -257,7 +252,7 @@ class _Run:
         self.time = config.conditioning == "time"
         self.levels = training_levels(config).to(device)
         seeds = network_seeds(config.seed, None if self.time else self.levels.tolist())
-        modules = [_init_module(spec, init, level_input=self.time) for init, _ in seeds]
+        modules = [build_network(spec, self.time, seed=init) for init, _ in seeds]
         self.generators = [torch.Generator(device=device).manual_seed(batches) for _, batches in seeds]
         self.engine = self._engine(modules, config.engine)
         self.nets = (

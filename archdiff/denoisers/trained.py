@@ -73,9 +73,13 @@ def write_model(folder: Path | str, config: dict, state: StateDict) -> Path:
     return folder
 
 
-def _build(spec: NetSpec, level_input: bool, device: torch.device) -> torch.nn.Module:
-    """Build the architecture without touching the caller's global RNG (its init is overwritten)."""
+def build_network(spec: NetSpec, level_input: bool, device: torch.device | str = "cpu",
+                  seed: int | None = None) -> torch.nn.Module:
+    """Build the architecture without touching the caller's global RNG; its initial weights come from
+    ``seed`` when given (a trainer's), else from a private stream (they are about to be overwritten)."""
     with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
         return spec.build(level_input=level_input).to(device)
 
 
@@ -91,7 +95,7 @@ class PerLevelDenoiser(Denoiser):
             "conditioning": "per-level", "levels": self.levels.tolist(),
             "engine": "batched" if batched else "loop"})
         self.state = {k: v.to(self.device) for k, v in state.items()}  # every tensor [L, ...]
-        self.net = _build(spec, False, self.device).eval()
+        self.net = build_network(spec, False, self.device).eval()
 
     def nearest(self, alpha_bar: torch.Tensor) -> torch.Tensor:
         """Index of the trained level nearest to each requested level: [B] long."""
@@ -103,7 +107,7 @@ class PerLevelDenoiser(Denoiser):
 
     def network(self, index: int) -> torch.nn.Module:
         """Level ``index``'s network as a module of its own (eval mode, a copy of its weights)."""
-        net = _build(self.spec, False, self.device)
+        net = build_network(self.spec, False, self.device)
         net.load_state_dict({k: v.clone() for k, v in self.network_state(index).items()})
         return net.eval()
 
@@ -151,7 +155,7 @@ class TimeConditionedDenoiser(Denoiser):
         self.spec, self.shape = spec, tuple(shape)
         self.device = torch.device(device)
         self.config = config or model_config(spec, shape, {"conditioning": "time"})
-        self.net = _build(spec, True, self.device)
+        self.net = build_network(spec, True, self.device)
         self.net.load_state_dict(state)
         self.net.eval()
 

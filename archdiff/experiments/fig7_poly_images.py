@@ -33,7 +33,6 @@ from archdiff.experiments.figures import grid_figure, nearest_figure
 from archdiff.linalg import flatten
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import noisy, sampling_levels
-from archdiff.threads import single_thread
 
 ACTIVE = 1e-6  # a feature entry counts as active above this magnitude
 SIGMAS = 3  # copy-fraction differences must exceed 3 binomial standard errors
@@ -63,10 +62,7 @@ def run(ctx: Context) -> Result:
     for name, degree, recipe in specs:
         model = PolynomialDenoiser(data, degree, width=c["width"], draws=c["draws"], ridge=c["ridge"],
                                    seed=ctx.seed, **recipe)
-        # many small BLAS calls (one fit per level): threaded, they were measured several times slower
-        # in total on a 2-core CPU shared with other work; single-threaded on the CPU, no-op elsewhere
-        with single_thread(ctx.device):
-            samples, inputs = sample_watching(model, x_T, levels, watch, ctx.progress)
+        samples, inputs = sample_watching(model, x_T, levels, watch, ctx.progress)
         rows.append((name, samples))
         m.update(keyed(metrics.copy_stats(samples, data), name))
         m.update(keyed(diversity(samples, data), name))
