@@ -1,8 +1,9 @@
 """The image MLP of the paper's Figure 9: a global bottleneck network whose width sets the rank.
 
-Architecture (the authors' released file, see REFERENCE_NOTES): flatten the image (D = C H W pixels);
-encoder = ``depth`` = 9 linear layers of width w, each followed by LeakyReLU(0.2) except the last, which
-is followed by ReLU; decoder = one linear layer w -> D followed by Tanh (images live in [-1, 1]).
+Architecture (as in the authors' released models file, one network per noise level there): flatten the
+image (D = C H W pixels); encoder = ``depth`` = 9 linear layers of width w, each followed by
+LeakyReLU(0.2) except the last, which is followed by ReLU; decoder = one linear layer w -> D followed
+by Tanh (images live in [-1, 1]).
 Every output is tanh(W h + b) with h in R^w, so before the Tanh the outputs of one network span an
 affine set of dimension at most w: the width is the bottleneck dimension of Sec. 5 (paper, Fig. 9).
 """

@@ -1,6 +1,8 @@
 """The UNet denoiser of the paper's Figure 1, with its analytic receptive field.
 
-Architecture (the authors' released file, see REFERENCE_NOTES; Ronneberger et al. 2015):
+Architecture (as in the authors' released models file: bias-free 3x3 convolutions, a configurable padding
+mode, average pooling after each encoder block, transposed-conv upsampling with skip concatenation,
+BatchNorm or a bias-free batch norm; Ronneberger et al. 2015):
     encoder    ``num_blocks`` blocks of two 3x3 convs (conv -> norm -> ReLU), each followed by 2x2 average
                pooling; block i has ``base_channels * 2**i`` channels
     middle     two 3x3 convs at ``base_channels * 2**num_blocks`` channels
