@@ -6,7 +6,7 @@ from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.trained import TimeConditionedDenoiser
 from archdiff.experiments import fig1_unet_variants as fig1
 from archdiff.experiments import fig9_mlp_width as fig9
-from archdiff.experiments.base import Context, key
+from archdiff.experiments.base import Context, check_keys, key
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 
@@ -64,6 +64,7 @@ def test_fig1_runs_end_to_end(tmp_path):
     """A tiny fig1 run returns every variant's metrics, the five claims and both figures."""
     ctx = _tiny(fig1.EXPERIMENT, tmp_path, n_train=12, image_size=8, base_channels=4, fewer_channels=2)
     result = fig1.run(ctx)
+    check_keys(result.metrics)
     assert len(result.claims) == 5
     for name in fig1.variants(ctx.config, 1):
         assert 0 <= result.metrics[key("copy_fraction", name)] <= 1
@@ -75,6 +76,7 @@ def test_fig9_runs_end_to_end(tmp_path):
     """A tiny fig9 run: widths from the data size, rank and copy metrics, claims and figures."""
     ctx = _tiny(fig9.EXPERIMENT, tmp_path, n_train=20, image_size=None)
     result = fig9.run(ctx)
+    check_keys(result.metrics)
     assert result.metrics["widths"] == [20, 4, 1]
     assert len(result.claims) == 3
     assert all((tmp_path / f).is_file() for f in result.figures)

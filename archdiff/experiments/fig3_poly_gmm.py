@@ -92,11 +92,13 @@ def _gmm_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim], li
                        "Wasserstein to the linear samples; threshold: mean + 4 SD of the distance between "
                        "independent Gaussian sample sets of the same size).",
                        min(m[key("sw_to_linear", "exact", f"degree_{k}")] for k in high), floor),
-        Claim.at_least("degrees-differ",
-                       "Different degrees k > 1 give different distributions (smallest pairwise sliced "
-                       "Wasserstein; threshold: mean + 4 SD of the two-Gaussian-sets null).",
-                       min(pair_sw.values()), floor),
     ]
+    if pair_sw:  # two or more degrees above 1
+        claims.append(Claim.at_least(
+            "degrees-differ",
+            "Different degrees k > 1 give different distributions (smallest pairwise sliced Wasserstein; "
+            "threshold: mean + 4 SD of the two-Gaussian-sets null).",
+            min(pair_sw.values()), floor))
     lim = 3.2 * scale / math.sqrt(2)
     panels = [("3GMM data", data), ("linear", lin[:n])]
     exact = {k: v[:n][~_diverged(v[:n], scale)] for k, v in exact.items()}
