@@ -14,6 +14,7 @@ Ridge least squares is solved by Cholesky on the F x F normal equations, or, whe
 dual ones (push-through identity: the same minimizer at a cost set by min(F, M)), batched over leading
 dimensions. The ridge is relative to each feature's scale (Jacobi scaling, G -> D^-1 G D^-1 with
 D = sqrt(diag G)) unless ``relative=False``, a plain absolute ridge as the authors' code has it.
+How many CPU threads the solves use is the run's thread policy (``archdiff.threads``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from __future__ import annotations
 import math
 
 import torch
-
-from archdiff.threads import single_thread
 
 TINY = 1e-300  # floor on divisors that may be exactly 0
 
@@ -86,18 +85,21 @@ def ridge_solve_batched(phi: torch.Tensor, target: torch.Tensor, ridge: float,
     """``ridge_solve`` by Cholesky for phi [..., M, F], target [..., M, D]: W [..., F, D].
 
     With F <= M the F x F normal equations; otherwise the M x M dual ones,
-    W = D^-1 Psi^T (Psi Psi^T + ridge I)^-1 target / sqrt(M), Psi = phi D^-1 / sqrt(M).
-    Runs single-threaded on the CPU (many small LAPACK calls; see ``archdiff.threads``).
+    W = D^-1 Psi^T (Psi Psi^T + ridge I)^-1 target / sqrt(M), Psi = phi D^-1 / sqrt(M), solved for
+    whichever of Psi (F columns) and target (D columns) is narrower: the same W, at a cost set by
+    min(F, M) and min(F, D).
     """
     m, f = phi.shape[-2:]
-    with single_thread(phi.device):
-        if f <= m:
-            return ridge_solve(phi, target, ridge, method="cholesky", relative=relative)
-        d = jacobi(phi.square().sum(-2) / m, relative)  # [..., F] = sqrt(diag(phi^T phi / M))
-        psi = phi / (d[..., None, :] * math.sqrt(m))  # [..., M, F]
-        k = psi @ psi.mT + ridge * torch.eye(m, dtype=phi.dtype, device=phi.device)  # [..., M, M]
-        a = cholesky_solve(k, target / math.sqrt(m))  # [..., M, D]
-        return psi.mT @ a / d[..., :, None]
+    if f <= m:
+        return ridge_solve(phi, target, ridge, method="cholesky", relative=relative)
+    d = jacobi(phi.square().sum(-2) / m, relative)  # [..., F] = sqrt(diag(phi^T phi / M))
+    psi = phi / (d[..., None, :] * math.sqrt(m))  # [..., M, F]
+    k = psi @ psi.mT + ridge * torch.eye(m, dtype=phi.dtype, device=phi.device)  # [..., M, M]
+    if f < target.shape[-1]:  # K^-1 Psi [..., M, F], then its transpose times the target
+        w = cholesky_solve(k, psi).mT @ (target / math.sqrt(m))
+    else:
+        w = psi.mT @ cholesky_solve(k, target / math.sqrt(m))
+    return w / d[..., :, None]
 
 
 def cholesky_solve(a: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,7 @@
 
 Policy: ``--threads N`` (CLI), else the environment variable ``ARCHDIFF_THREADS``, else DEFAULT_THREADS.
 ``0`` leaves torch's own default (one thread per core). The runner applies it for the length of a run
-(``policy``) and restores the caller's setting afterwards. Paths made of many small LAPACK/BLAS calls
-(batched ridge solves) run single-threaded regardless (``single_thread``).
+(``policy``) and restores the caller's setting afterwards; nothing else in archdiff sets threads.
 
 Why: on cores shared with other processes, torch's worker threads spin-wait on every small operation;
 on the 2-core machines archdiff is developed on, a run of fig2 took 1.2 s on a quiet machine and 61 s
@@ -49,24 +48,5 @@ def policy(threads: int | None = None) -> Iterator[int]:
         torch.set_num_threads(n)
     try:
         yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextmanager
-def single_thread(device: torch.device | str = "cpu") -> Iterator[None]:
-    """Run the block single-threaded on the CPU (no-op on other devices).
-
-    Batched solves are many small BLAS/LAPACK calls, one threaded region each: on cores shared with
-    other processes they were measured to crawl (10-100x slower than one thread), while gaining
-    little from a second core when the machine is idle.
-    """
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
     finally:
         torch.set_num_threads(before)

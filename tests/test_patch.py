@@ -9,10 +9,10 @@ import torch
 
 from archdiff.denoisers import PolynomialDenoiser
 from archdiff.denoisers.patch import PAPER_PATCHES, PatchPolynomialDenoiser, axis_groups, scaled_schedule
-from archdiff.denoisers.polynomial import fit_noise, power_features, random_layer
+from archdiff.denoisers.polynomial import RECIPES, Recipe, fit_noise, power_features, random_layer
 from archdiff.linalg import ridge_solve
 from archdiff.schedule import noisy as forward_noise
-from archdiff.threads import single_thread
+from archdiff.threads import policy
 
 LEVEL = 0.37
 
@@ -20,41 +20,46 @@ LEVEL = 0.37
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny tensors gain nothing from threads, and threaded tiny LAPACK calls crawl on shared cores."""
-    with single_thread():
+    with policy(1):
         yield
 
 
-def reference_inputs(data: torch.Tensor, alpha_bar: float, p: int, width: int, seed: int = 0):
+def reference_inputs(data: torch.Tensor, alpha_bar: float, p: int, width: int, seed: int, recipe: Recipe):
     """What every pixel's fit reads: clean images, their noisy copies (the global model's draw), R and b."""
     x = data.to(torch.float64)
     noise = fit_noise(seed, alpha_bar, (x.shape[0], x[0].numel()))
     noisy = forward_noise(x, alpha_bar, noise.to(x.device).reshape(x.shape))
-    r, b = random_layer(x.shape[1] * p * p, width, seed, device=x.device)
+    r, b = random_layer(x.shape[1] * p * p, width, seed, recipe.bias, device=x.device)
     return x, noisy, r, b
 
 
-def pixel_estimate(inputs, y: torch.Tensor, i: int, j: int, p: int, *, degree: int = 3, ridge: float = 1e-5,
-                   normalize: str = "column") -> torch.Tensor:
+def pixel_estimate(inputs, y: torch.Tensor, i: int, j: int, p: int, recipe: Recipe, *, degree: int = 3,
+                   ridge: float = 1e-5) -> torch.Tensor:
     """Fit pixel (i, j)'s regression on its clamped patch alone and predict it for y: [B, C]."""
     x, noisy, r, b = inputs
+    divisor = float(x.std()) if recipe.sd_scaled else 1.0
+    normalize = recipe.normalize
     h, w = x.shape[2:]
     u, v = min(max(i - p // 2, 0), h - p), min(max(j - p // 2, 0), w - p)
     z = noisy[:, :, u:u + p, v:v + p].reshape(x.shape[0], -1) @ r.T + b  # [N, F]
     scale = z.abs().amax(0).clamp_min(1e-300)
-    weights = ridge_solve(power_features(z, scale, degree, normalize), x[:, :, i, j], ridge)  # [F + 1, C]
+    phi = power_features(z, scale, degree, normalize, divisor)
+    weights = ridge_solve(phi, x[:, :, i, j], ridge, relative=recipe.relative_ridge)  # [F + 1, C]
     zq = y[:, :, u:u + p, v:v + p].to(x).reshape(y.shape[0], -1) @ r.T + b  # [B, F]
-    return power_features(zq, scale, degree, normalize) @ weights
+    return power_features(zq, scale, degree, normalize, divisor) @ weights
 
 
 def per_pixel_estimate(data: torch.Tensor, y: torch.Tensor, alpha_bar: float, p: int, width: int, *,
-                       seed: int = 0, **kw) -> torch.Tensor:
+                       seed: int = 0, recipe: str = "authors", **kw) -> torch.Tensor:
     """Reference: loop over every pixel, fit its patch's regression, predict it: [B, C, H W].
 
     Written independently of the vectorized code: no classes, no batching, the global model's lstsq.
     """
-    inputs = reference_inputs(data, alpha_bar, p, width, seed)
+    rec = RECIPES[recipe]
+    inputs = reference_inputs(data, alpha_bar, p, width, seed, rec)
     h, w = data.shape[2:]
-    return torch.stack([pixel_estimate(inputs, y, i, j, p, **kw) for i in range(h) for j in range(w)], -1)
+    pixels = [pixel_estimate(inputs, y, i, j, p, rec, **kw) for i in range(h) for j in range(w)]
+    return torch.stack(pixels, -1)
 
 
 def images(n: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -66,25 +71,26 @@ def images(n: int, c: int, h: int, w: int, seed: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("h, w, p", [(8, 8, 3), (8, 8, 4), (8, 8, 8), (9, 7, 6), (10, 10, 1)])
-@pytest.mark.parametrize("normalize, width", [("column", 12), ("sample", 12), ("column", 60)])
-def test_vectorized_equals_per_pixel_loop(h, w, p, normalize, width):
+@pytest.mark.parametrize("recipe, width", [("column", 12), ("authors", 12), ("column", 60), ("authors", 60)])
+def test_vectorized_equals_per_pixel_loop(h, w, p, recipe, width):
     """Width 12 < 40 images solves the normal equations, width 60 > 40 their dual form."""
     data = images(40, 2, h, w, seed=1)
     noise = torch.randn(3, 2, h, w, generator=torch.Generator().manual_seed(0))
     y = (math.sqrt(LEVEL) * images(3, 2, h, w, seed=2) + math.sqrt(1 - LEVEL) * noise).double()
     # a small chunk budget so that classes are split over several chunks
-    den = PatchPolynomialDenoiser(data, [(p, width)], seed=5, normalize=normalize, max_chunk_bytes=200_000)
-    ref = per_pixel_estimate(data, y, LEVEL, p, width, seed=5, normalize=normalize)
+    den = PatchPolynomialDenoiser(data, [(p, width)], seed=5, recipe=recipe, max_chunk_bytes=200_000)
+    ref = per_pixel_estimate(data, y, LEVEL, p, width, seed=5, recipe=recipe)
     torch.testing.assert_close(den(y, LEVEL).reshape(3, 2, -1), ref, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("width", [48, 100])
-def test_full_patch_equals_global_polynomial(width):
+@pytest.mark.parametrize("recipe", ["authors", "column"])
+def test_full_patch_equals_global_polynomial(width, recipe):
     """One patch covering the image is the global model: same R, b, noise draw, features and fit."""
     data = images(60, 3, 6, 6, seed=3)
     y = torch.randn(5, 3, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    glob = PolynomialDenoiser(data, 3, width=width, seed=7)
-    patch = PatchPolynomialDenoiser(data, [(6, width)], seed=7)
+    glob = PolynomialDenoiser(data, 3, width=width, seed=7, recipe=recipe)
+    patch = PatchPolynomialDenoiser(data, [(6, width)], seed=7, recipe=recipe)
     for a in (0.05, LEVEL, 0.9):
         torch.testing.assert_close(patch(y, a), glob(y, a), rtol=1e-8, atol=1e-8)
 

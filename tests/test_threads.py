@@ -28,6 +28,3 @@ def test_policy_applies_for_the_block_then_restores():
     assert torch.get_num_threads() == before
     with threads.policy(0) as n:  # 0: torch's own setting stays
         assert n == before
-    with threads.single_thread("cpu"):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before

@@ -39,7 +39,14 @@ import torch
 
 from archdiff import seeding
 from archdiff.denoisers.base import LevelFitted
-from archdiff.denoisers.polynomial import fit_noise, power_features, random_layer
+from archdiff.denoisers.polynomial import (
+    Recipe,
+    feature_divisor,
+    fit_noise,
+    power_features,
+    random_layer,
+    recipe_of,
+)
 from archdiff.linalg import TINY, flatten, ridge_solve_batched
 from archdiff.schedule import noisy
 
@@ -140,8 +147,7 @@ class PatchPolynomialDenoiser(LevelFitted):
         degree: int = 3,
         ridge: float = 1e-5,
         seed: int = 0,
-        bias: bool = True,
-        normalize: str = "column",
+        recipe: str | Recipe = "authors",
         max_chunk_bytes: int = 2**30,
     ):
         super().__init__()
@@ -155,14 +161,14 @@ class PatchPolynomialDenoiser(LevelFitted):
             raise ValueError("levels are needed to look up a schedule of more than one step")
         if levels is not None and len(levels) != len(schedule):
             raise ValueError(f"{len(levels)} levels for {len(schedule)} schedule steps")
-        if normalize not in ("column", "sample"):
-            raise ValueError(f"normalize must be 'column' or 'sample', got {normalize!r}")
         self.data = data.to(torch.float64)  # [N, C, H, W]
         self.schedule, self.degree, self.ridge, self.seed = schedule, degree, ridge, seeding.check_seed(seed)
         self.levels = None if levels is None else torch.as_tensor(levels, dtype=torch.float64).cpu()
-        self.bias, self.normalize, self.max_chunk_bytes = bias, normalize, max_chunk_bytes
+        self.recipe, self.max_chunk_bytes = recipe_of(recipe), max_chunk_bytes
+        self.divisor = feature_divisor(self.data, self.recipe)
         # one random layer per distinct (patch, width), drawn as the global model draws its own
-        self.layers = {(p, f): random_layer(c * p * p, f, seed, bias, data.device) for p, f in set(schedule)}
+        self.layers = {(p, f): random_layer(c * p * p, f, seed, self.recipe.bias, data.device)
+                       for p, f in set(schedule)}
 
     def step(self, alpha_bar: float) -> int:
         """Index of the schedule step that serves this level (nearest listed level)."""
@@ -176,6 +182,10 @@ class PatchPolynomialDenoiser(LevelFitted):
         per_patch = 8 * (n * (3 * c * p * p + 3 * (f + 1)) + 3 * min(f + 1, n) ** 2)  # bounds measured peaks
         return max(1, self.max_chunk_bytes // per_patch)
 
+    def features(self, z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Degree-k features of first-layer outputs z [Q, B, F] as the recipe says: [Q, B, F + 1]."""
+        return power_features(z, scale, self.degree, self.recipe.normalize, self.divisor)
+
     def fit_level(self, alpha_bar: float) -> PatchFit:
         """Ridge least squares for every patch class at one level, from one noisy copy of each image."""
         i = self.step(alpha_bar)
@@ -188,8 +198,8 @@ class PatchPolynomialDenoiser(LevelFitted):
         for blk in blocks(x.shape[2], x.shape[3], p, self.chunk(p, f), x.device):
             z = patches(y, blk.u, blk.v, p) @ r.T + b  # [Q, N, F]
             scale = z.abs().amax(1, keepdim=True).clamp_min(TINY)  # [Q, 1, F]
-            phi = power_features(z, scale, self.degree, self.normalize)  # [Q, N, F + 1]
-            w = ridge_solve_batched(phi, blk.pixels(x), self.ridge)  # [Q, F + 1, C r c]
+            phi = self.features(z, scale)  # [Q, N, F + 1]
+            w = ridge_solve_batched(phi, blk.pixels(x), self.ridge, self.recipe.relative_ridge)  # [Q, F+1, .]
             chunks.append((blk, scale, w))
         return PatchFit(i, chunks)
 
@@ -200,5 +210,5 @@ class PatchPolynomialDenoiser(LevelFitted):
         out = torch.empty_like(x)
         for blk, scale, w in fit.chunks:
             z = patches(y, blk.u, blk.v, p) @ r.T + b  # [Q, B, F]
-            blk.put(out, power_features(z, scale, self.degree, self.normalize) @ w)  # [Q, B, C r c]
+            blk.put(out, self.features(z, scale) @ w)  # [Q, B, C r c]
         return out

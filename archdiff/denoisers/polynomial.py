@@ -8,14 +8,16 @@ Notation:
     M[gamma]     data moment E[x^gamma] for a multi-index gamma (|gamma| = order)
 
 ``PolynomialDenoiser`` is the paper's model: at each noise level it draws ``draws`` noisy copies of
-every training point and solves the least squares for W. With a bias, (r.y + b)^k over many random
-(r, b) spans every polynomial of degree <= k, as the paper's "infinite width" assumes.
-``normalize="column"`` divides each feature by its largest |R y + b| over the level's training inputs
-and clips to [-1, 1] before the power: x0_hat is a true degree-k polynomial of y wherever y stays in
-the training range, and bounded outside it, which keeps degree 27 free of inf/NaN.
-``normalize="sample"`` divides by each sample's own max |R y + b|, as the authors' code does.
-The ridge is relative to each feature's scale (Jacobi-scaled normal equations) unless
-``relative_ridge=False``, the authors' plain absolute ridge; with ``bias=False`` too, that is their recipe.
+every training point and solves the least squares for W. How the features are normalized and the ridge
+applied is a ``Recipe`` (``RECIPES`` by name):
+- ``"authors"`` (the default; the authors' released code): no bias (b = 0); each input's features are
+  divided by that input's own largest |R y| (``normalize="sample"``), raised to the power k and divided
+  by the training data's standard deviation (one number); a plain absolute ridge.
+- ``"column"``: a bias b ~ N(0, 1), so (r.y + b)^k over many random (r, b) spans every polynomial of
+  degree <= k; each feature divided by its largest |R y + b| over the level's training inputs and clipped
+  to [-1, 1] (a true degree-k polynomial inside the training range, bounded outside); a ridge relative
+  to each feature's scale (Jacobi-scaled normal equations). Measured: with one noisy draw per image and
+  F + 1 > N features its samples collapse onto one face (100 LFW faces) or explode (1000 CelebA faces).
 
 ``MomentPolynomialDenoiser`` is the exact-expectation mode for low dimension: the feature basis is
 the monomials y^alpha, |alpha| <= k, and the normal equations
@@ -46,6 +48,36 @@ def fit_noise(seed: int, alpha_bar: float, shape: tuple[int, ...]) -> torch.Tens
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """How the random features are normalized and the ridge applied (see the module docstring)."""
+
+    normalize: str = "sample"  # "sample": each input by its own max |R y|; "column": each feature by its
+    #                            largest |R y + b| over the level's training inputs, then clipped
+    bias: bool = False  # a random bias b ~ N(0, 1) in the first layer
+    relative_ridge: bool = False  # the ridge relative to each feature's scale, or plain absolute
+    sd_scaled: bool = True  # features divided by the training data's standard deviation
+
+    def __post_init__(self):
+        if self.normalize not in ("column", "sample"):
+            raise ValueError(f"normalize must be 'column' or 'sample', got {self.normalize!r}")
+
+
+RECIPES = {
+    "authors": Recipe(),
+    "column": Recipe(normalize="column", bias=True, relative_ridge=True, sd_scaled=False),
+}
+
+
+def recipe_of(recipe: str | Recipe) -> Recipe:
+    """A Recipe, or the one named in RECIPES."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown polynomial recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    return RECIPES[recipe]
+
+
+@dataclass(frozen=True)
 class PolynomialFit:
     """One level's fit: per-feature scales c [F] (column normalization) and the last layer W [F + 1, D]."""
 
@@ -64,20 +96,17 @@ class PolynomialDenoiser(LevelFitted):
         draws: int = 1,
         ridge: float = 1e-5,
         seed: int = 0,
-        bias: bool = True,
-        normalize: str = "column",
-        relative_ridge: bool = True,
+        recipe: str | Recipe = "authors",
     ):
         super().__init__()
         if degree < 1 or width < 1 or draws < 1:
             raise ValueError("degree, width and draws must all be >= 1")
-        if normalize not in ("column", "sample"):
-            raise ValueError(f"normalize must be 'column' or 'sample', got {normalize!r}")
         self.shape = tuple(data.shape[1:])
         self.data = flatten(data).to(torch.float64)  # [N, D]
         self.degree, self.draws, self.ridge, self.seed = degree, draws, ridge, seeding.check_seed(seed)
-        self.normalize, self.relative_ridge = normalize, relative_ridge
-        self.R, self.b = random_layer(self.data.shape[1], width, seed, bias, self.data.device)  # [F, D], [F]
+        self.recipe = recipe_of(recipe)
+        self.divisor = feature_divisor(self.data, self.recipe)
+        self.R, self.b = random_layer(self.data.shape[1], width, seed, self.recipe.bias, self.data.device)
 
     def projection(self, y: torch.Tensor) -> torch.Tensor:
         """The first layer's pre-activations R y + b: [B, D] -> [B, F]."""
@@ -85,7 +114,7 @@ class PolynomialDenoiser(LevelFitted):
 
     def features(self, y: torch.Tensor, fit: PolynomialFit) -> torch.Tensor:
         """phi(y) with the constant column, normalized as the level's ``fit`` says: [B, F + 1]."""
-        return power_features(self.projection(y), fit.scale, self.degree, self.normalize)
+        return power_features(self.projection(y), fit.scale, self.degree, self.recipe.normalize, self.divisor)
 
     def fit_level(self, alpha_bar: float) -> PolynomialFit:
         """Least-squares fit of W at one level from ``draws`` noisy copies of every training point."""
@@ -93,12 +122,18 @@ class PolynomialDenoiser(LevelFitted):
         y = noisy(x, alpha_bar, fit_noise(self.seed, alpha_bar, tuple(x.shape)).to(x.device))
         z = self.projection(y)  # [M, F]
         scale = z.abs().amax(0).clamp_min(TINY)  # [F]
-        phi = power_features(z, scale, self.degree, self.normalize)  # [M, F + 1]
-        return PolynomialFit(scale, ridge_solve_batched(phi, x, self.ridge, self.relative_ridge))
+        phi = power_features(z, scale, self.degree, self.recipe.normalize, self.divisor)  # [M, F + 1]
+        return PolynomialFit(scale, ridge_solve_batched(phi, x, self.ridge, self.recipe.relative_ridge))
 
     def apply_fit(self, fit: PolynomialFit, x: torch.Tensor) -> torch.Tensor:
         y = flatten(x).to(torch.float64)
         return (self.features(y, fit) @ fit.weights).to(x.dtype).reshape(x.shape)
+
+
+def feature_divisor(data: torch.Tensor, recipe: Recipe) -> float:
+    """What the features are divided by: the data's standard deviation (one number) for ``sd_scaled``
+    recipes (with an absolute ridge it sets the ridge's strength relative to the features), else 1."""
+    return float(data.std()) if recipe.sd_scaled else 1.0
 
 
 def random_layer(dim: int, width: int, seed: int, bias: bool = True, device=None):
@@ -109,8 +144,9 @@ def random_layer(dim: int, width: int, seed: int, bias: bool = True, device=None
     return (proj[:, :dim] / math.sqrt(dim)).to(device), b.to(device)
 
 
-def power_features(z: torch.Tensor, scale: torch.Tensor | None, degree: int, normalize: str) -> torch.Tensor:
-    """phi = (z / c)^k with a constant column appended: [..., F] -> [..., F + 1].
+def power_features(z: torch.Tensor, scale: torch.Tensor | None, degree: int, normalize: str,
+                   divisor: float = 1.0) -> torch.Tensor:
+    """phi = (z / c)^k / divisor with a constant column appended: [..., F] -> [..., F + 1].
 
     ``normalize="column"``: c = ``scale`` (broadcast against z), then clipped to [-1, 1];
     ``"sample"``: c = each row's own max |z| (``scale`` unused).
@@ -119,7 +155,7 @@ def power_features(z: torch.Tensor, scale: torch.Tensor | None, degree: int, nor
         z = z / z.abs().amax(-1, keepdim=True).clamp_min(TINY)
     else:
         z = (z / scale).clamp(-1.0, 1.0)
-    phi = z**degree
+    phi = z**degree / divisor
     return torch.cat([phi, torch.ones_like(phi[..., :1])], -1)
 
 
