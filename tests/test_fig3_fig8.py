@@ -32,4 +32,5 @@ def test_fig8_config_toml_records_the_schedule_that_ran(tmp_path):
     assert saved["resolved"]["n_train"] == 40 and saved["resolved"]["image_shape"] == [1, 8, 8]
     assert saved["config"]["widths"] == tiny["widths"] and saved["config"]["patches"] == list(PAPER_PATCHES)
     assert len(PAPER_WIDTHS) == len(expected) and {c["id"] for c in rec["claims"]} == {
-        "patch-samples-not-copies", "locality-changes-samples"}
+        "patch-samples-not-copies", "locality-changes-samples", "not-exploded-global-degree-3",
+        "not-collapsed-global-degree-3", "not-exploded-patch-degree-3", "not-collapsed-patch-degree-3"}

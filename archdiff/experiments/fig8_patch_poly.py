@@ -23,6 +23,7 @@ from archdiff.denoisers.patch import (
     scaled_schedule,
 )
 from archdiff.experiments.base import Claim, Context, Experiment, Result, keyed
+from archdiff.experiments.checks import health, health_claims, train_nn_distance
 from archdiff.experiments.figures import grid_figure, nearest_figure
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
@@ -32,7 +33,7 @@ Z_99 = 2.326  # one-sided 1% quantile of the standard normal
 # actually loaded (25 x 25 for lfw), widths kept. config.toml's ``resolved.patch_schedule`` is what ran.
 QUICK = {"data": "lfw", "n_train": 100, "image_size": None, "steps": 10, "schedule": "cosine", "degree": 3,
          "patches": list(PAPER_PATCHES), "widths": list(PAPER_WIDTHS), "patch_reference_size": PAPER_SIZE,
-         "global_width": 1024, "n_samples": 64}
+         "global_width": 1024, "recipe": "authors", "n_samples": 64}
 
 
 def run(ctx: Context) -> Result:
@@ -48,32 +49,34 @@ def run(ctx: Context) -> Result:
     x_T = initial_noise(c["n_samples"], (ch, h, w), ctx.seed, ctx.device)
 
     def sample(den):
-        return ddim(den, x_T, levels, progress=ctx.progress).clamp(-1, 1)
+        return ddim(den, x_T, levels, progress=ctx.progress)  # raw: the health checks see explosions
 
     def global_model(seed):
-        return PolynomialDenoiser(train, c["degree"], width=c["global_width"], seed=seed)
+        return PolynomialDenoiser(train, c["degree"], width=c["global_width"], seed=seed, recipe=c["recipe"])
 
-    rows = {
+    raw = {
         f"global, degree {c['degree']}": sample(global_model(ctx.seed)),
-        f"patch, degree {c['degree']}": sample(
-            PatchPolynomialDenoiser(train, schedule, levels[:-1], degree=c["degree"], seed=ctx.seed)),
+        f"patch, degree {c['degree']}": sample(PatchPolynomialDenoiser(
+            train, schedule, levels[:-1], degree=c["degree"], seed=ctx.seed, recipe=c["recipe"])),
     }
+    rows = {name: s.clamp(-1, 1) for name, s in raw.items()}  # images for the figures and distances
     glob, patch = rows.values()
-    other_seed = sample(global_model(ctx.stream("global-model-other-seed")))
+    other_seed = sample(global_model(ctx.stream("global-model-other-seed"))).clamp(-1, 1)
     d = math.sqrt(ch * h * w)  # distances below are RMS per pixel
-    nn_train, _ = metrics.pairwise_nn(train, train, k=2)  # [N, 2]; column 0 is the image itself
     m = {
         **keyed(metrics.copy_stats(patch, train), "patch"),
         **keyed(metrics.copy_stats(glob, train), "global"),
-        "nn_distance.train_to_train": float(nn_train[:, 1].median() / d),
+        "train_nn_distance": train_nn_distance(train),
         "paired_distance.patch_vs_global": float(metrics.paired_distance(patch, glob).median() / d),
         "paired_distance.global_seed_floor": float(metrics.paired_distance(glob, other_seed).median() / d),
         "hf_energy.patch": metrics.high_frequency_energy(patch),
         "hf_energy.global": metrics.high_frequency_energy(glob),
         "hf_energy.train": metrics.high_frequency_energy(train),
     }
+    for name, s in raw.items():
+        m.update(keyed(health(s), name))
     n = c["n_samples"]
-    claims = [
+    claims = [*(claim for name in raw for claim in health_claims(name, m, m["train_nn_distance"])),
         Claim.at_most(
             "patch-samples-not-copies",
             f"The patch polynomial's samples are not copies: the fraction of samples whose nearest training "
