@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archdiff: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("archdiff: interrupted; unfinished runs were left as .partial folders", file=sys.stderr)
+        print("archdiff: interrupted; unfinished runs were left as .ID.partial-* folders", file=sys.stderr)
         return 130
     return 0
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -95,10 +96,8 @@ def run_experiment(
     """
     identity = run_identity(exp, scale, seed, data, overrides)
     root = prepare_out(Path(out))
-    final, partial = root / exp.id, root / f".{exp.id}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
     dev = resolve_device(device)
+    partial = _partial_dir(root, exp.id)
     ctx = Context(config=identity["config"], scale=scale, seed=seed, device=dev, out=partial,
                   data=identity["data"], progress=progress)
     about = {**identity, "device": str(dev), "archdiff_version": __version__}
@@ -111,15 +110,56 @@ def run_experiment(
     _write_toml(partial / "config.toml", {**about, "threads": n_threads, "resolved": ctx.resolved})
     record = {
         "experiment": exp.id, "title": exp.title, "paper": exp.paper, "scale": scale,
-        "seed": seed, "device": str(dev), "seconds": round(seconds, 3),
+        "seed": seed, "device": str(dev), "threads": n_threads, "seconds": round(seconds, 3),
+        "data": {k: ctx.resolved[k] for k in ("data_source", "n_train", "data_shape") if k in ctx.resolved},
         "metrics": _jsonable(result.metrics), "claims": [c.to_dict() for c in result.claims],
         "figures": list(result.figures),
     }
     (partial / "metrics.json").write_text(json.dumps(record, indent=2))
     (partial / MARKER).write_text(f"finished in {seconds:.1f} s\n")
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
+    _replace_dir(partial, root / exp.id)
     return record
+
+
+def _partial_dir(root: Path, exp_id: str) -> Path:
+    """A fresh folder for one process's unfinished run (``.ID.partial-HOST-PID``), so that processes
+    running the same experiment into one output root never share one; leftovers of dead processes of
+    this host are removed first."""
+    host = socket.gethostname()
+    for old in root.glob(f".{exp_id}.partial-{host}-*"):
+        pid = old.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    partial = root / f".{exp_id}.partial-{host}-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    return partial
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    """Move a finished run folder into place; a folder already there is moved aside first and deleted
+    after, so ``final`` is always either the old finished run or the new one, never half of either."""
+    aside = final.with_name(f".{final.name}.old-{socket.gethostname()}-{os.getpid()}")
+    for _ in range(10):  # another process may put its own result in place between two renames
+        if final.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(final, aside)
+        try:
+            os.replace(new, final)
+            break
+        except OSError:
+            continue
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def reproduce(
@@ -187,6 +227,7 @@ def _write_toml(path: Path, content: dict) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write a file through a temporary name of this process's own, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
     tmp.write_text(text)
     tmp.replace(path)

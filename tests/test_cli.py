@@ -57,7 +57,7 @@ def test_run_fig2_writes_config_figures_and_claims(tmp_path, capsys):
     fields = {"id", "statement", "measured", "threshold", "comparison", "holds"}
     assert record["claims"] and all(set(c) == fields for c in record["claims"])
     assert all(c["holds"] for c in record["claims"])  # Theorem 3 holds exactly here
-    assert not list(tmp_path.glob(".*.partial"))
+    assert not list(tmp_path.glob(".*.partial-*"))
 
 
 def test_readme_python_example_runs():

@@ -29,7 +29,7 @@ def test_fig8_config_toml_records_the_schedule_that_ran(tmp_path):
     saved = tomllib.loads((tmp_path / "fig8-patch-poly" / "config.toml").read_text())
     expected = scaled_schedule(8, PAPER_PATCHES, tiny["widths"], 64)
     assert saved["resolved"]["patch_schedule"] == [list(s) for s in expected]
-    assert saved["resolved"]["n_train"] == 40 and saved["resolved"]["image_shape"] == [1, 8, 8]
+    assert saved["resolved"]["n_train"] == 40 and saved["resolved"]["data_shape"] == [1, 8, 8]
     assert saved["config"]["widths"] == tiny["widths"] and saved["config"]["patches"] == list(PAPER_PATCHES)
     assert len(PAPER_WIDTHS) == len(expected) and {c["id"] for c in rec["claims"]} == {
         "patch-samples-not-copies", "locality-changes-samples", "not-exploded-global-degree-3",

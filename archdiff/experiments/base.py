@@ -117,7 +117,8 @@ class Context:
         c = self.config
         data = load_images(self.data or c["data"], n=c.get("n_train"), size=c.get("image_size"),
                            seed=self.seed)
-        self.record(n_train=int(data.shape[0]), image_shape=list(data.shape[1:]))
+        self.record(data_source=self.data or c["data"], n_train=int(data.shape[0]),
+                    data_shape=list(data.shape[1:]))
         return data.to(self.device)
 
 

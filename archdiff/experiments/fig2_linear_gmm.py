@@ -26,6 +26,7 @@ def run(ctx: Context) -> Result:
     """Fit a linear denoiser on each mixture, sample both from the same noise, compare."""
     c = ctx.config
     data = {"3GMM": toy2d.gmm3(c["n_train"], ctx.seed), "2GMM": toy2d.gmm2(c["n_train"], ctx.seed)}
+    ctx.record(data_source="toy2d 3GMM and 2GMM", n_train=c["n_train"], data_shape=[2])
     mean, cov = toy2d.population_moments()
     lam, vecs = torch.linalg.eigh(cov)  # the population's Gaussian, N(mean, V diag(lam) V^T)
     x_T = initial_noise(c["n_samples"], (2,), ctx.seed, ctx.device)

@@ -46,6 +46,7 @@ def _diverged(x: torch.Tensor, scale: float) -> torch.Tensor:
 def _gmm_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim], list[str]]:
     c = ctx.config
     data = toy2d.gmm3(c["n_train"], ctx.seed).to(ctx.device)
+    ctx.record(data_source="toy2d 3GMM; polygon pairs", n_train=c["n_train"], data_shape=[2])
     scale = math.sqrt(float(toy2d.population_moments()[1].trace()))
     # the exact fits are cheap to sample, so they (and the linear reference) get more samples: the
     # floor of the distribution comparisons falls as 1 / sqrt(n)

@@ -58,6 +58,7 @@ def run(ctx: Context) -> Result:
     """Train each bottleneck MLP per level on the 3GMM, sample with DDIM from the same noise, measure ID."""
     c = ctx.config
     data = toy2d.gmm3(c["n_train"], ctx.seed).float()
+    ctx.record(data_source="toy2d 3GMM", n_train=c["n_train"], data_shape=[2])
     x_T = initial_noise(c["n_samples"], (2,), ctx.seed, ctx.device)
     levels = sampling_levels(c["schedule"], c["steps"])
     cfg = TrainConfig(epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], schedule=c["schedule"],

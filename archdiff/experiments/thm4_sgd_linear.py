@@ -50,6 +50,7 @@ def run(ctx: Context) -> Result:
     c = ctx.config
     x = load_images("digits", n=c["n_train"], seed=ctx.seed).flatten(1)  # [N, 64]
     x = x - x.mean(0)
+    ctx.record(data_source="digits (centred)", n_train=int(x.shape[0]), data_shape=[int(x.shape[1])])
     k, levels = c["rank"], sampling_levels(c["schedule"], c["steps"])[:-1]
     cfg = TrainConfig(epochs=c["epochs"], batch_size=x.shape[0], lr=c["lr"], lr_schedule="cosine",
                       levels=levels.tolist(), antithetic=True, seed=ctx.seed,
