@@ -9,6 +9,11 @@ class UserError(Exception):
     """Bad input from the user: the CLI prints the message as one line and exits with status 2."""
 
 
+class RunFailed(Exception):
+    """Runs dispatched as jobs failed: the CLI prints the message (which runs, where their logs are) as
+    one line and exits with status 1."""
+
+
 def resolve_device(name: str | torch.device) -> torch.device:
     """'auto' -> CUDA when present, else CPU; 'cuda' without a GPU is a UserError."""
     name = str(name)

@@ -15,7 +15,7 @@ h1{font-size:1.6em} h2{border-top:1px solid #ccc;padding-top:.8em;font-size:1.2e
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em} td,th{border:1px solid #ccc;padding:3px 8px}
 th{background:#eee} .ok{color:#070;font-weight:bold} .no{color:#b00;font-weight:bold}
 img{max-width:100%;margin:.4em 0;border:1px solid #ddd} code{background:#f2f2f2}
-details{margin:.4em 0}
+details{margin:.4em 0} .about{color:#444;font-size:.9em}
 """
 
 
@@ -51,33 +51,91 @@ def _metrics_table(metrics: dict) -> str:
     return f"<details><summary>all measured numbers</summary>{_table(['metric', 'value'], rows)}</details>"
 
 
-def _contents(records: list[dict]) -> str:
-    return _table(["experiment", "what it tests", "claims holding", "run time"], [
-        [f"<a href='#{html.escape(r['experiment'])}'>{html.escape(r['experiment'])}</a>",
-         html.escape(r["title"]), f"{sum(c['holds'] for c in r['claims'])} of {len(r['claims'])}",
-         f"{r['seconds']:.1f} s"] for r in records])
+def _about(r: dict) -> str:
+    """One line per experiment: which data, scale, seed(s), device and time, so a reader knows whether a
+    figure is the miniature or the paper's scale."""
+    d = r.get("data", {})
+    shape = "x".join(map(str, d.get("data_shape", []))) or "?"
+    data = f"{html.escape(str(d.get('data_source', '?')))}, {d.get('n_train', '?')} samples of shape {shape}"
+    seeds = r.get("seeds", [r.get("seed")])
+    seconds = r["seconds"] if isinstance(r["seconds"], list) else [r["seconds"]]
+    return (f"<p class='about'>Data: {data}; scale <b>{html.escape(r['scale'])}</b>; "
+            f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; "
+            f"{html.escape(str(r.get('device', '?')))}, {r.get('threads', '?')} CPU thread(s); "
+            f"run time {', '.join(f'{t:.1f}' for t in seconds)} s.</p>")
+
+
+def _contents(rows: list[tuple[str, str, str, str]]) -> str:
+    return _table(["experiment", "what it tests", "claims", "run time"], [
+        [f"<a href='#{html.escape(i)}'>{html.escape(i)}</a>", html.escape(title), verdict, time]
+        for i, title, verdict, time in rows])
+
+
+def _page(title: str, intro: str, contents: str, sections: list[str], summary: dict) -> str:
+    return "\n".join([
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>archdiff: denoiser architecture and what diffusion models generate</h1>", intro, contents,
+        *sections,
+        f"<details><summary>summary.json</summary><pre>{html.escape(json.dumps(summary, indent=2))}</pre>"
+        "</details></body></html>"])
+
+
+def _section(r: dict, run_dir: Path, claims_html: str, metrics: dict, note: str = "") -> str:
+    parts = [f"<h2 id='{html.escape(r['experiment'])}'>{html.escape(r['experiment'])}: "
+             f"{html.escape(r['title'])}</h2>", f"<p class='paper'>{html.escape(r['paper'])}</p>", _about(r)]
+    if note:
+        parts.append(f"<p>{note}</p>")
+    parts += [_img(run_dir / name) for name in r.get("figures", []) if (run_dir / name).exists()]
+    parts += [claims_html, _metrics_table(metrics)]
+    return "\n".join(parts)
 
 
 def write_report(records: list[dict], root: Path, summary: dict) -> str:
-    """The report's HTML text, with every figure of every record embedded as base64 PNG."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>archdiff report</title>"
-             f"<style>{STYLE}</style></head><body>",
-             "<h1>archdiff: denoiser architecture and what diffusion models generate</h1>",
-             f"<p>Scale <b>{html.escape(summary['scale'])}</b>, seed {summary['seed']}, archdiff "
+    """One seed's report: every figure of every record embedded as base64 PNG, claims and numbers."""
+    intro = (f"<p>Scale <b>{html.escape(summary['scale'])}</b>, seed {summary['seed']}, archdiff "
              f"{html.escape(summary['archdiff_version'])}. Claims holding: "
              f"<b>{summary['claims_holding']} of {summary['claims_total']}</b>. "
-             "A claim that does not hold is a finding, not an error.</p>", _contents(records)]
-    for r in records:
-        run_dir = root / r["experiment"]
-        parts.append(f"<h2 id='{html.escape(r['experiment'])}'>{html.escape(r['experiment'])}: "
-                     f"{html.escape(r['title'])}</h2>")
-        parts.append(f"<p class='paper'>{html.escape(r['paper'])}</p>")
-        for name in r.get("figures", []):
-            if (run_dir / name).exists():
-                parts.append(_img(run_dir / name))
-        parts.append(_claims_table(r["claims"]))
-        parts.append(f"<p>Run time {r['seconds']:.1f} s on {html.escape(r['device'])}.</p>")
-        parts.append(_metrics_table(r["metrics"]))
-    parts.append(f"<details><summary>summary.json</summary><pre>"
-                 f"{html.escape(json.dumps(summary, indent=2))}</pre></details></body></html>")
-    return "\n".join(parts)
+             "A claim that does not hold is a finding, not an error.</p>")
+    rows = [(r["experiment"], r["title"], f"{sum(c['holds'] for c in r['claims'])} of {len(r['claims'])}",
+             f"{r['seconds']:.1f} s") for r in records]
+    sections = [_section(r, root / r["experiment"], _claims_table(r["claims"]), r["metrics"])
+                for r in records]
+    return _page("archdiff report", intro, _contents(rows), sections, summary)
+
+
+def _seeds_claims_table(claims: list[dict], seeds: list[int]) -> str:
+    verdict = {True: "<span class=ok>reproduced</span>", False: "<span class=no>not reproduced</span>"}
+    heads = ["claim", "statement", *[f"seed {s}" for s in seeds], "mean &plusmn; SD", "threshold", "holds in",
+             "result"]
+    rows = []
+    for c in claims:
+        cells = [f"{_fmt(v)} {'' if h else '&#10007;'}" for v, h in zip(c["measured"], c["holds"])]
+        thresholds = {t for t in c["threshold"] if t is not None}
+        rows.append([f"<code>{html.escape(c['id'])}</code>", html.escape(c["statement"]), *cells,
+                     f"{_fmt(c['mean'])} &plusmn; {_fmt(c['sd'])}",
+                     f"{html.escape(c['comparison'])} " + ", ".join(_fmt(t) for t in sorted(thresholds)),
+                     f"{c['holds_in']} of {c['of']}", verdict[c["reproduced"]]])
+    return _table(heads, rows)
+
+
+def write_seeds_report(per_seed: dict[int, list[dict]], root: Path, summary: dict) -> str:
+    """The report over seeds: each claim's value in every seed and whether it holds in all of them; the
+    figures and numbers of the first seed."""
+    seeds = summary["seeds"]
+    first = seeds[0]
+    intro = (f"<p>Scale <b>{html.escape(summary['scale'])}</b>, seeds {', '.join(map(str, seeds))}, archdiff "
+             f"{html.escape(summary['archdiff_version'])}. Claims reproduced (holding in every seed): "
+             f"<b>{summary['claims_reproduced']} of {summary['claims_total']}</b>. A claim that fails in "
+             f"any seed is not reproduced; ✗ marks the failing seeds. Each seed's own report is in "
+             f"<code>seed-N/report.html</code>.</p>")
+    rows, sections = [], []
+    for agg, r in zip(summary["experiments"], per_seed[first]):
+        ok = sum(c["reproduced"] for c in agg["claims"])
+        rows.append((agg["experiment"], agg["title"], f"{ok} of {len(agg['claims'])} reproduced",
+                     f"{sum(agg['seconds']):.1f} s in all"))
+        about = {**r, "seeds": seeds, "seconds": agg["seconds"]}
+        sections.append(_section(about, root / f"seed-{first}" / r["experiment"],
+                                 _seeds_claims_table(agg["claims"], seeds), r["metrics"],
+                                 note=f"Figures and the numbers below: seed {first}."))
+    return _page("archdiff report over seeds", intro, _contents(rows), sections, summary)

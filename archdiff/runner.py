@@ -6,7 +6,7 @@ crashed or interrupted run never leaves a folder that looks finished.
 ``config.toml`` is the run's identity and the one file that says what ran: experiment, scale, seed, data
 and the full ``config`` (the scale's settings with any overrides), plus device, version and
 ``resolved`` (settings the experiment derived while running, e.g. a schedule scaled to the image size).
-``reproduce`` skips a finished run only when its identity matches the one asked for.
+``sweep.reproduce`` skips a finished run only when its identity matches the one asked for.
 """
 
 from __future__ import annotations
@@ -162,56 +162,7 @@ def _replace_dir(new: Path, final: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def reproduce(
-    scale: str = "quick",
-    *,
-    seed: int = 0,
-    device: str = "auto",
-    out: Path | str = "runs",
-    data: str | None = None,
-    force: bool = False,
-    only: list[str] | None = None,
-    log=print,
-    progress: bool = True,
-    threads: int | None = None,
-) -> dict:
-    """Run every registered experiment (skipping finished ones unless ``force``), then write
-    ``summary.json`` and ``report.html`` in ``out``. Returns the summary."""
-    from archdiff.experiments import registry
-    from archdiff.report import write_report
-
-    root = prepare_out(Path(out))
-    resolve_device(device)
-    seeding.check_seed(seed)
-    exps = registry()
-    if only:
-        unknown = [i for i in only if i not in exps]
-        if unknown:
-            raise UserError(f"unknown experiment(s) {', '.join(unknown)}; see 'archdiff list'")
-        exps = {i: exps[i] for i in only}
-    records = []
-    for exp in exps.values():
-        run_dir = root / exp.id
-        if is_finished(run_dir) and not force and _same_run(run_dir, run_identity(exp, scale, seed, data)):
-            log(f"[skip] {exp.id}: finished result already in {run_dir} (use --force to rerun)")
-        else:
-            log(f"[run]  {exp.id}: {exp.title}")
-            run_experiment(exp, scale, seed=seed, device=device, out=root, data=data, progress=progress,
-                           threads=threads)
-        records.append(json.loads((run_dir / "metrics.json").read_text()))
-    summary = {
-        "scale": scale, "seed": seed, "archdiff_version": __version__,
-        "experiments": [{k: r[k] for k in ("experiment", "title", "seconds", "claims")}
-                        for r in records],
-        "claims_total": sum(len(r["claims"]) for r in records),
-        "claims_holding": sum(c["holds"] for r in records for c in r["claims"]),
-    }
-    _write_atomic(root / "summary.json", json.dumps(summary, indent=2))
-    _write_atomic(root / "report.html", write_report(records, root, summary))
-    return summary
-
-
-def _same_run(run_dir: Path, identity: dict) -> bool:
+def same_run(run_dir: Path, identity: dict) -> bool:
     """True when the finished run in run_dir has this identity (see ``run_identity``)."""
     import tomllib
 
@@ -226,7 +177,7 @@ def _write_toml(path: Path, content: dict) -> None:
     path.write_text(tomli_w.dumps(_toml_safe(content)))
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write a file through a temporary name of this process's own, then rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
     tmp.write_text(text)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from archdiff import plots, runner
+from archdiff import plots, runner, sweep
 from archdiff.experiments import Claim, Experiment, Result
 from archdiff.experiments.base import UserError, key, keyed
 
@@ -51,14 +51,14 @@ def test_reproduce_writes_summary_and_report_then_skips(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ex, "registry", lambda: {"tiny": _tiny()})
     logs = []
-    summary = runner.reproduce(out=tmp_path, log=logs.append)
+    summary = sweep.reproduce(out=tmp_path, log=logs.append)
     assert summary["claims_total"] == 1 and summary["claims_holding"] == 1
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "the paper says" in html
-    runner.reproduce(out=tmp_path, log=logs.append)
+    sweep.reproduce(out=tmp_path, log=logs.append)
     assert logs[-1].startswith("[skip] tiny")
-    summary = runner.reproduce("paper", out=tmp_path, log=logs.append)  # another scale reruns
+    summary = sweep.reproduce("paper", out=tmp_path, log=logs.append)  # another scale reruns
     assert logs[-1].startswith("[run]") and summary["claims_holding"] == 0
 
 
@@ -69,11 +69,11 @@ def test_an_overridden_run_is_not_taken_for_the_standard_one(tmp_path, monkeypat
     monkeypatch.setattr(ex, "registry", lambda: {"tiny": _tiny()})
     runner.run_experiment(_tiny(), out=tmp_path, overrides={"value": 0.25}, progress=False)
     logs = []
-    runner.reproduce(out=tmp_path, log=logs.append)
+    sweep.reproduce(out=tmp_path, log=logs.append)
     assert logs[-1].startswith("[run]  tiny")
-    runner.reproduce(out=tmp_path, log=logs.append)
+    sweep.reproduce(out=tmp_path, log=logs.append)
     assert logs[-1].startswith("[skip] tiny")
-    runner.reproduce(out=tmp_path, seed=1, log=logs.append)
+    sweep.reproduce(out=tmp_path, seed=1, log=logs.append)
     assert logs[-1].startswith("[run]  tiny")
 
 
@@ -87,3 +87,37 @@ def test_metric_keys_follow_the_scheme(tmp_path):
     with pytest.raises(ValueError, match="key scheme"):
         runner.run_experiment(Experiment("bad", "t", "p", {"quick": {}}, bad), out=tmp_path, progress=False)
     assert not runner.is_finished(tmp_path / "bad")
+
+
+def _seed_dependent() -> Experiment:
+    """Its claim holds at seed 0 and fails at seed 1; the mean of the two values would hold."""
+    def run(ctx):
+        value = {0: 0.0, 1: 1.5}.get(ctx.seed, 0.5)
+        return Result({"value": value}, [Claim.at_most("small", "value is small", value, 1.0)])
+
+    return Experiment("seedy", "seed-dependent", "the paper says", {"quick": {}}, run)
+
+
+def test_parse_seeds():
+    assert sweep.parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert sweep.parse_seeds("3") == [3] and sweep.parse_seeds("0-2,7,1") == [0, 1, 2, 7]
+    for bad in ("4-0", "a", "1,,2", "-3"):
+        with pytest.raises(UserError):
+            sweep.parse_seeds(bad)
+
+
+def test_claims_over_seeds_are_reproduced_only_when_they_hold_in_every_seed(tmp_path, monkeypatch):
+    import archdiff.experiments as ex
+
+    monkeypatch.setattr(ex, "registry", lambda: {"seedy": _seed_dependent(), "tiny": _tiny()})
+    summary = sweep.reproduce(seeds=[0, 1], out=tmp_path, log=lambda _: None)
+    assert summary["seeds"] == [0, 1] and summary["claims_total"] == 2 and summary["claims_reproduced"] == 1
+    seedy = next(e for e in summary["experiments"] if e["experiment"] == "seedy")["claims"][0]
+    assert seedy["measured"] == [0.0, 1.5] and seedy["holds"] == [True, False]
+    assert seedy["holds_in"] == 1 and seedy["of"] == 2 and not seedy["reproduced"]
+    assert seedy["mean"] <= 1.0  # the mean would hold: a failing seed is not averaged away
+    for s in (0, 1):  # one folder per seed, each a finished run with its own summary and report
+        assert runner.is_finished(tmp_path / f"seed-{s}" / "seedy")
+        assert json.loads((tmp_path / f"seed-{s}" / "summary.json").read_text())["seed"] == s
+    html = (tmp_path / "report.html").read_text()
+    assert "not reproduced" in html and "1 of 2" in html

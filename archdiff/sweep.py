@@ -1,0 +1,213 @@
+"""Sweeps: a reproduction as a set of runs (experiment x seed), dispatched in this process or as cluster
+jobs, then gathered into summary.json and report.html.
+
+Layout. One seed: ``OUT/ID/`` (as ``archdiff run``), ``OUT/summary.json``, ``OUT/report.html``. Several
+seeds: ``OUT/seed-N/ID/`` per seed N, each seed folder with its own summary.json and report.html, and
+``OUT/summary.json`` + ``OUT/report.html`` over the seeds: per claim its value in every seed, mean and
+SD, and "holds in k of n". A claim is *reproduced* when it holds in every seed; a failing seed is never
+averaged away.
+
+Executors. ``inline``: one run after another in this process. ``local``: submitit's local executor, each
+run a job of its own (a subprocess; ``jobs`` at a time). ``slurm``: submitit on a SLURM cluster, each run
+a job, all submitted at once; ``cluster`` holds submitit's options (``timeout_min``, ``gpus_per_node``,
+``cpus_per_task``, ``slurm_partition``, any other ``slurm_*``). A job writes only its own run folder
+(atomically, see ``runner``); this process waits for the jobs, then writes the summaries and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from archdiff import __version__, seeding
+from archdiff.errors import RunFailed, UserError, resolve_device
+from archdiff.runner import is_finished, prepare_out, run_experiment, run_identity, same_run, write_atomic
+
+EXECUTORS = ("inline", "local", "slurm")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep: an experiment at a seed, whose folder is ``root / exp_id``."""
+
+    exp_id: str
+    seed: int
+    root: Path
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from "3", "0-4" (inclusive) or "0,2,7" (and mixtures "0-2,9"), in order, each once."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            first, last = int(lo), int(hi) if hi else int(lo)
+            if last < first:
+                raise ValueError
+            seeds += [s for s in range(first, last + 1) if s not in seeds]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: give seeds as 3, 0-4 or 0,2,7") from None
+    return [seeding.check_seed(s) for s in seeds]
+
+
+def seed_root(out: Path, seed: int, several: bool) -> Path:
+    """Where one seed's run folders live: ``out`` for a single seed, ``out/seed-N`` for several."""
+    return out / f"seed-{seed}" if several else out
+
+
+def run_job(exp_id: str, scale: str, seed: int, device: str, root: str, data: str | None,
+            threads: int | None) -> str:
+    """One run as a cluster job (a picklable top-level function); returns its folder."""
+    from archdiff.experiments import get
+
+    run_experiment(get(exp_id), scale, seed=seed, device=device, out=root, data=data, progress=False,
+                   threads=threads)
+    return str(Path(root) / exp_id)
+
+
+def dispatch(runs: list[Run], executor: str, *, scale: str, device: str, data: str | None,
+             threads: int | None, progress: bool, out: Path, jobs: int = 1, cluster: dict | None = None,
+             log: Callable[[str], None] = print) -> None:
+    """Run every run: inline, or as submitit jobs (raising RunFailed naming the runs whose job failed)."""
+    from archdiff.experiments import get
+
+    if executor == "inline":
+        for r in runs:
+            log(f"[run]  {r.exp_id} (seed {r.seed}): {get(r.exp_id).title}")
+            run_experiment(get(r.exp_id), scale, seed=r.seed, device=device, out=r.root, data=data,
+                           progress=progress, threads=threads)
+        return
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}: use {', '.join(EXECUTORS)}")
+    try:
+        import submitit
+    except ImportError:
+        raise UserError(f"--executor {executor} needs submitit: pip install submitit") from None
+    ex = submitit.AutoExecutor(folder=out / ".jobs" / "%j", cluster=executor)
+    ex.update_parameters(name="archdiff", **{"timeout_min": 24 * 60, **(cluster or {})})
+    width = len(runs) if executor == "slurm" else max(1, jobs)
+    failed = []
+    for start in range(0, len(runs), width):
+        batch = runs[start:start + width]
+        submitted = [ex.submit(run_job, r.exp_id, scale, r.seed, device, str(r.root), data, threads)
+                     for r in batch]
+        for r, job in zip(batch, submitted):
+            log(f"[job]  {r.exp_id} (seed {r.seed}): job {job.job_id}")
+        for r, job in zip(batch, submitted):
+            try:
+                job.result()
+            except Exception as err:  # noqa: BLE001 - a failed job is reported with its log, not raised
+                failed.append(f"{r.exp_id} seed {r.seed} (job {job.job_id}: {str(err).splitlines()[0]})")
+    if failed:
+        raise RunFailed(f"{len(failed)} run(s) failed: {'; '.join(failed)}; job logs in {out / '.jobs'}")
+
+
+def reproduce(
+    scale: str = "quick",
+    *,
+    seed: int = 0,
+    seeds: list[int] | None = None,
+    device: str = "auto",
+    out: Path | str = "runs",
+    data: str | None = None,
+    force: bool = False,
+    only: list[str] | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    threads: int | None = None,
+    executor: str = "inline",
+    jobs: int = 1,
+    cluster: dict | None = None,
+) -> dict:
+    """Run every registered experiment (or ``only`` these) at every seed, skipping finished runs of the
+    same identity unless ``force``; then write summary.json and report.html (see the module docstring).
+    Returns the summary (over seeds when there are several)."""
+    from archdiff.experiments import registry
+
+    root = prepare_out(Path(out))
+    resolve_device(device)
+    seeds = [seeding.check_seed(s) for s in (seeds or [seed])]
+    several = len(seeds) > 1
+    exps = registry()
+    if only:
+        unknown = [i for i in only if i not in exps]
+        if unknown:
+            raise UserError(f"unknown experiment(s) {', '.join(unknown)}; see 'archdiff list'")
+        exps = {i: exps[i] for i in only}
+    runs = [Run(e.id, s, prepare_out(seed_root(root, s, several))) for s in seeds for e in exps.values()]
+    todo = []
+    for r in runs:
+        identity = run_identity(exps[r.exp_id], scale, r.seed, data)
+        if not force and is_finished(r.root / r.exp_id) and same_run(r.root / r.exp_id, identity):
+            log(f"[skip] {r.exp_id} (seed {r.seed}): finished result already in {r.root / r.exp_id} "
+                f"(use --force to rerun)")
+        else:
+            todo.append(r)
+    dispatch(todo, executor, scale=scale, device=device, data=data, threads=threads, progress=progress,
+             out=root, jobs=jobs, cluster=cluster, log=log)
+    per_seed = {s: [_record(r) for r in runs if r.seed == s] for s in seeds}
+    for s, records in per_seed.items():
+        write_summary(seed_root(root, s, several), summarize(records, scale, s), records)
+    if not several:
+        return summarize(per_seed[seeds[0]], scale, seeds[0])
+    summary = aggregate(per_seed, scale)
+    write_summary(root, summary, per_seed)
+    return summary
+
+
+def _record(r: Run) -> dict:
+    return json.loads((r.root / r.exp_id / "metrics.json").read_text())
+
+
+def summarize(records: list[dict], scale: str, seed: int) -> dict:
+    """One seed's summary.json: every experiment's claims, and how many hold."""
+    return {
+        "scale": scale, "seed": seed, "archdiff_version": __version__,
+        "experiments": [{k: r[k] for k in ("experiment", "title", "seconds", "claims")} for r in records],
+        "claims_total": sum(len(r["claims"]) for r in records),
+        "claims_holding": sum(c["holds"] for r in records for c in r["claims"]),
+    }
+
+
+def aggregate(per_seed: dict[int, list[dict]], scale: str) -> dict:
+    """The summary over seeds: per experiment and claim, the value, threshold and verdict in every seed,
+    mean and SD of the value, ``holds_in`` k of ``of`` n, and ``reproduced`` (holds in every seed)."""
+    seeds = list(per_seed)
+    experiments = []
+    for i, first in enumerate(per_seed[seeds[0]]):
+        records = [per_seed[s][i] for s in seeds]
+        claims = [_claim_over_seeds(c["id"], records) for c in first["claims"]]
+        experiments.append({"experiment": first["experiment"], "title": first["title"],
+                            "seconds": [r["seconds"] for r in records], "claims": claims})
+    every = [c for e in experiments for c in e["claims"]]
+    return {"scale": scale, "seeds": seeds, "archdiff_version": __version__, "experiments": experiments,
+            "claims_total": len(every), "claims_reproduced": sum(c["reproduced"] for c in every)}
+
+
+def _claim_over_seeds(claim_id: str, records: list[dict]) -> dict:
+    """One claim across the seeds' records (a seed whose run lacks the claim counts as not holding)."""
+    found = [next((c for c in r["claims"] if c["id"] == claim_id), None) for r in records]
+    present = [c for c in found if c is not None]
+    values = [c["measured"] for c in present]
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    holds = [bool(c and c["holds"]) for c in found]
+    return {"id": claim_id, "statement": present[0]["statement"], "comparison": present[0]["comparison"],
+            "measured": [c and c["measured"] for c in found],
+            "threshold": [c and c["threshold"] for c in found], "holds": holds, "mean": mean, "sd": sd,
+            "holds_in": sum(holds), "of": len(holds),
+            "reproduced": all(holds)}
+
+
+def write_summary(root: Path, summary: dict, records) -> None:
+    """summary.json and report.html in root, each written atomically (one seed's records: a list; several
+    seeds: a dict seed -> list)."""
+    from archdiff.report import write_report, write_seeds_report
+
+    html = write_seeds_report(records, root, summary) if "seeds" in summary else \
+        write_report(records, root, summary)
+    write_atomic(root / "summary.json", json.dumps(summary, indent=2))
+    write_atomic(root / "report.html", html)
