@@ -80,3 +80,18 @@ def test_fig9_runs_end_to_end(tmp_path):
     assert result.metrics["widths"] == [20, 4, 1]
     assert len(result.claims) == 3
     assert all((tmp_path / f).is_file() for f in result.figures)
+
+
+def test_correlation_se_matches_the_spread_over_independent_sample_sets():
+    """The jackknife SE of corr(mean sample, target) agrees with the SD of that correlation over many
+    independent sample sets (an independent computation), within 30 %."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(1, 8, 8, generator=g)
+    pattern = 0.3 * target + 0.5 * torch.randn(1, 8, 8, generator=g)
+
+    def draw(n):
+        return pattern + torch.randn(n, 1, 8, 8, generator=g)
+
+    spread = torch.tensor([fig1.correlation(draw(256).mean(0), target) for _ in range(300)]).std()
+    se = torch.tensor([fig1.correlation_se(draw(256), target) for _ in range(20)]).mean()
+    assert abs(float(se / spread) - 1) < 0.3
