@@ -1,14 +1,19 @@
-"""Bench: a full 10-step patch-polynomial DDIM sampling, vectorized vs the per-pixel loop.
+"""Bench: a 10-step patch-polynomial sampling, per step and in all, against its compute floor.
 
-The per-pixel loop is the reference kept in ``tests/test_patch.py`` (one least squares per pixel on
-its clamped patch, predicting the centre pixel only -- already cheaper than a loop that fits every
-output of the patch and keeps the centre). It is timed on ``--loop-pixels`` pixels per step and
-extrapolated to all H x W pixels; the vectorized denoiser is timed end to end (fits + applies).
+Columns, per sampling step (one fit at the step's level on all training images plus its application to
+the samples), all measured in this one run:
+    floor      the step's floating-point work (``PatchPolynomialDenoiser.flops``: the cheaper of direct
+               and FFT first-layer projections, the Gram or dual matrices and their factors, the solves,
+               the output) at the rate this machine reaches on a large float64 matmul
+    new        the denoiser as it is (``method="auto"``: FFT projections where cheaper)
+    gemm-only  the earlier implementation (``method="gemm"``: patches copied out, multiplied)
+    per-pixel  the reference loop kept in ``tests/test_patch.py`` (one least squares per pixel on its
+               clamped patch), timed on ``--loop-pixels`` pixels and extrapolated to all H x W pixels
 
     python bench/bench_patch.py                                  # 100 random 32x32x3 images, CPU
     python bench/bench_patch.py --data lfw                       # the 100 LFW faces, 25x25 grey
-    python bench/bench_patch.py --n-train 1000 --size 64 --device cuda        # the paper's size
-    python bench/bench_patch.py --data celeba:PATH --n-train 1000 --device cuda
+    python bench/bench_patch.py --n-train 1000 --size 64         # the paper's size (random images)
+    python bench/bench_patch.py --data celeba:PATH --n-train 1000 --size 64 --device cuda
 """
 
 from __future__ import annotations
@@ -23,11 +28,11 @@ import torch
 
 from archdiff.data.images import load_images
 from archdiff.denoisers.patch import PatchPolynomialDenoiser, scaled_schedule
-from archdiff.samplers import ddim, initial_noise
+from archdiff.samplers import initial_noise
 from archdiff.schedule import sampling_levels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_patch import pixel_estimate, reference_inputs  # noqa: E402  (the reference lives in the tests)
+from test_patch import RECIPES, pixel_estimate, reference_inputs  # noqa: E402  (the reference lives in the tests)
 
 
 def training_images(args) -> torch.Tensor:
@@ -45,33 +50,41 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_vectorized(data, x_T, levels, schedule, device, chunk_bytes):
-    """Seconds for the whole sampling (every fit included) and the per-step schedule used."""
-    den = PatchPolynomialDenoiser(data, schedule, levels=levels[:-1], max_chunk_bytes=chunk_bytes)
-    sync(device)
-    t = time.perf_counter()
-    out = ddim(den, x_T, levels, progress=True)
-    sync(device)
-    return time.perf_counter() - t, out
-
-
-def time_loop(data, x_T, levels, schedule, device, n_pixels: int) -> list[float]:
-    """Per step: the loop's set-up plus its seconds per pixel (timed on n_pixels) times H x W."""
-    h, w = data.shape[2:]
-    g = torch.Generator().manual_seed(1)
-    per_step = []
-    for (p, f), a in zip(schedule, levels[:-1].tolist()):
-        pix = torch.randint(0, min(h, w), (n_pixels, 2), generator=g).tolist()
+def matmul_rate(device: torch.device, n: int = 2048) -> float:
+    """Float64 flop/s of a large matmul on the device (the best of three)."""
+    a = torch.randn(n, n, dtype=torch.float64, device=device)
+    best = float("inf")
+    for _ in range(3):
         sync(device)
         t = time.perf_counter()
-        inputs = reference_inputs(data, a, p, f)
+        a @ a
         sync(device)
-        t1 = time.perf_counter()
-        for i, j in pix:
-            pixel_estimate(inputs, x_T, i, j, p)
-        sync(device)
-        per_step.append(t1 - t + (time.perf_counter() - t1) / n_pixels * h * w)
-    return per_step
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def time_step(data, x, level: float, p: int, f: int, method: str, device) -> float:
+    """Seconds to fit one level with (patch p, width f) and apply it to x."""
+    den = PatchPolynomialDenoiser(data, [(p, f)], method=method)
+    sync(device)
+    t = time.perf_counter()
+    den(x, level)
+    sync(device)
+    return time.perf_counter() - t
+
+
+def time_loop(data, x, level: float, p: int, f: int, device, n_pixels: int) -> float:
+    """The per-pixel loop's set-up plus its seconds per pixel (timed on n_pixels) times H x W."""
+    h, w = data.shape[2:]
+    pix = torch.randint(0, min(h, w), (n_pixels, 2), generator=torch.Generator().manual_seed(1)).tolist()
+    sync(device)
+    t = time.perf_counter()
+    inputs = reference_inputs(data, level, p, f, 0, RECIPES["authors"])
+    t1 = time.perf_counter()
+    for i, j in pix:
+        pixel_estimate(inputs, x, i, j, p, RECIPES["authors"])
+    sync(device)
+    return t1 - t + (time.perf_counter() - t1) / n_pixels * h * w
 
 
 def main() -> None:
@@ -81,10 +94,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=None, help="image side (default 32, or the data's own)")
     ap.add_argument("--channels", type=int, default=3, help="channels of the random images")
     ap.add_argument("--samples", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--loop-pixels", type=int, default=2, help="pixels per step timed for the loop")
-    ap.add_argument("--chunk-gb", type=float, default=1.0, help="working memory of one chunk of patches")
+    ap.add_argument("--no-baselines", action="store_true", help="time only the new implementation")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = ap.parse_args()
     if args.threads:
@@ -95,31 +107,38 @@ def main() -> None:
     data = training_images(args).to(device)
     n, c, h, w = data.shape
     schedule = scaled_schedule(min(h, w))
-    levels = sampling_levels("cosine", args.steps)
-    if args.steps != len(schedule):
-        raise SystemExit(f"the paper's schedule has {len(schedule)} steps; use --steps {len(schedule)}")
-    x_T = initial_noise(args.samples, (c, h, w), seed=0, device=device)
-    print(f"{n} training images {c}x{h}x{w}, {args.samples} samples, {args.steps} DDIM steps, "
-          f"device {device}, torch threads {torch.get_num_threads()}")
-    print("schedule (patch, width): " + " ".join(f"({p},{f})" for p, f in schedule))
-
+    levels = sampling_levels("cosine", len(schedule))[:-1].tolist()
+    x = initial_noise(args.samples, (c, h, w), seed=0, device=device).double()
+    rate = matmul_rate(device)
+    print(f"{n} training images {c}x{h}x{w}, {args.samples} samples, {len(schedule)} DDIM steps, device "
+          f"{device}, torch threads {torch.get_num_threads()}, float64 matmul {rate / 1e9:.1f} GFLOP/s")
     if device.type == "cuda":
-        time_vectorized(data[:8], x_T[:2], levels, [(3, 8)] * args.steps, device, 2**26)  # warm-up
+        time_step(data[:8], x[:2], levels[-1], 3, 8, "auto", device)  # warm-up
         torch.cuda.reset_peak_memory_stats(device)
-    vec_s, _ = time_vectorized(data, x_T, levels, schedule, device, int(args.chunk_gb * 2**30))
+    rows = []
+    for step, ((p, f), a) in enumerate(zip(schedule, levels)):
+        floor = PatchPolynomialDenoiser(data, [(p, f)]).flops(0, args.samples)["total"] / rate
+        new = time_step(data, x, a, p, f, "auto", device)
+        gather = loop = float("nan")
+        if not args.no_baselines:
+            gather = time_step(data, x, a, p, f, "gather", device)
+            loop = time_loop(data, x, a, p, f, device, args.loop_pixels)
+        rows.append((step, p, f, floor, new, gather, loop))
+        print(f"step {step}: patch {p}, width {f}: floor {floor:.2f} s, new {new:.2f} s, "
+              f"gather {gather:.2f} s, per-pixel {loop:.1f} s", flush=True)
     if device.type == "cuda":
         peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB (GPU, allocated)"
     else:
         peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB (process max RSS)"
-    loop = time_loop(data, x_T, levels, schedule, device, args.loop_pixels)
-
-    print(f"\n{'step':>4} {'patch':>5} {'width':>5} {'per-pixel loop (s, extrapolated)':>34}")
-    for i, ((p, f), s) in enumerate(zip(schedule, loop)):
-        print(f"{i:>4} {p:>5} {f:>5} {s:>34.2f}")
-    print(f"\n{'implementation':<34} {'10-step sampling (s)':>21}")
-    print(f"{'per-pixel loop (extrapolated)':<34} {sum(loop):>21.2f}")
-    print(f"{'vectorized (measured)':<34} {vec_s:>21.2f}")
-    print(f"speed-up {sum(loop) / vec_s:.0f}x; peak memory of the vectorized run: {peak}")
+    heads = ["step", "patch", "width", "floor s", "new s", "new / floor", "gemm-only s", "per-pixel s"]
+    print("\n| " + " | ".join(heads) + " |\n|" + "---|" * len(heads))
+    for step, p, f, floor, new, gather, loop in rows:
+        print(f"| {step} | {p} | {f} | {floor:.2f} | {new:.2f} | {new / floor:.1f} | {gather:.2f} | "
+              f"{loop:.1f} |")
+    tot = [sum(r[i] for r in rows) for i in range(3, 7)]
+    print(f"| all | | | {tot[0]:.2f} | {tot[1]:.2f} | {tot[1] / tot[0]:.1f} | {tot[2]:.2f} | {tot[3]:.1f} |")
+    print(f"\nnew vs gemm-only: {tot[2] / tot[1]:.1f}x; new vs per-pixel (extrap.): {tot[3] / tot[1]:.0f}x; "
+          f"peak memory {peak}")
 
 
 if __name__ == "__main__":

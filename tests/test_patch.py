@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from archdiff.denoisers import PolynomialDenoiser
-from archdiff.denoisers.patch import PAPER_PATCHES, PatchPolynomialDenoiser, axis_groups, scaled_schedule
+from archdiff.denoisers.patch import (
+    PAPER_PATCHES,
+    PatchPolynomialDenoiser,
+    axis_groups,
+    projections,
+    scaled_schedule,
+)
 from archdiff.denoisers.polynomial import RECIPES, Recipe, fit_noise, power_features, random_layer
 from archdiff.linalg import ridge_solve
 from archdiff.schedule import noisy as forward_noise
@@ -81,6 +87,31 @@ def test_vectorized_equals_per_pixel_loop(h, w, p, recipe, width):
     den = PatchPolynomialDenoiser(data, [(p, width)], seed=5, recipe=recipe, max_chunk_bytes=200_000)
     ref = per_pixel_estimate(data, y, LEVEL, p, width, seed=5, recipe=recipe)
     torch.testing.assert_close(den(y, LEVEL).reshape(3, 2, -1), ref, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("h, w, p", [(8, 8, 3), (9, 7, 6), (12, 12, 12), (10, 10, 1)])
+def test_every_projection_method_is_the_patch_product(h, w, p):
+    """Matrix products of copied-out patches and FFT correlation give R y_P + b for every clamped start."""
+    g = torch.Generator().manual_seed(4)
+    y = torch.randn(5, 2, h, w, generator=g, dtype=torch.float64)
+    r = torch.randn(7, 2 * p * p, generator=g, dtype=torch.float64)
+    b = torch.randn(7, generator=g, dtype=torch.float64)
+    u, v = 1 if h > p else 0, w - p  # one start, checked against the plain product
+    expected = y[:, :, u:u + p, v:v + p].reshape(5, -1) @ r.T + b  # [N, F]
+    for method in ("gemm", "fft", "auto"):
+        z = projections(y, r, b, p, method)
+        assert z.shape == (h - p + 1, w - p + 1, 5, 7)
+        torch.testing.assert_close(z[u, v], expected, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(z, projections(y, r, b, p, "gemm"), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["gemm", "fft"])
+def test_each_method_equals_the_per_pixel_loop(method):
+    data = images(40, 2, 9, 8, seed=1)
+    y = images(3, 2, 9, 8, seed=2).double()
+    den = PatchPolynomialDenoiser(data, [(5, 30)], seed=5, method=method, max_chunk_bytes=100_000)
+    ref = per_pixel_estimate(data, y, LEVEL, 5, 30, seed=5)
+    torch.testing.assert_close(den(y, LEVEL).reshape(3, 2, -1), ref, rtol=1e-7, atol=1e-7)
 
 
 @pytest.mark.parametrize("width", [48, 100])
