@@ -121,7 +121,7 @@ def main() -> None:
         new = time_step(data, x, a, p, f, "auto", device)
         gather = loop = float("nan")
         if not args.no_baselines:
-            gather = time_step(data, x, a, p, f, "gather", device)
+            gather = time_step(data, x, a, p, f, "gemm", device)
             loop = time_loop(data, x, a, p, f, device, args.loop_pixels)
         rows.append((step, p, f, floor, new, gather, loop))
         print(f"step {step}: patch {p}, width {f}: floor {floor:.2f} s, new {new:.2f} s, "

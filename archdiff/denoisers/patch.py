@@ -143,24 +143,30 @@ def projections(img: torch.Tensor, r: torch.Tensor, b: torch.Tensor, p: int, met
     if method == "auto":
         cost = projection_flops(n, c, h, w, p, f)
         method = min(cost, key=cost.get)
+    out = img.new_empty(nu, nv, n, f)
     if method == "gemm":  # copy chunks of patches out, one matrix product each
         u, v = (t.reshape(-1) for t in torch.meshgrid(torch.arange(nu, device=img.device),
                                                       torch.arange(nv, device=img.device), indexing="ij"))
         size = max(1, WORK_BYTES // (8 * n * c * p * p))
-        z = torch.cat([patches(img, u[k:k + size], v[k:k + size], p) @ r.T for k in range(0, nu * nv, size)])
-        return z.reshape(nu, nv, n, f) + b
-    if method == "fft":
-        return _row_fft_projections(img, r.reshape(f, c, p, p)) + b
-    raise ValueError(f"method must be one of {', '.join(PROJECTION_METHODS)}, got {method!r}")
+        flat = out.view(nu * nv, n, f)
+        for k in range(0, nu * nv, size):
+            torch.matmul(patches(img, u[k:k + size], v[k:k + size], p), r.T, out=flat[k:k + size])
+    elif method == "fft":
+        _row_fft_projections(img, r.reshape(f, c, p, p), out)
+    else:
+        raise ValueError(f"method must be one of {', '.join(PROJECTION_METHODS)}, got {method!r}")
+    return out.add_(b)
 
 
-def _row_fft_projections(img: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
-    """sum_{c,i,j} R[f,c,i,j] y[n,c,u+i,v+j] for valid (u, v): [U, V, N, F], through an FFT along the rows.
+def _row_fft_projections(img: torch.Tensor, filters: torch.Tensor, out: torch.Tensor) -> None:
+    """sum_{c,i,j} R[f,c,i,j] y[n,c,u+i,v+j] for valid (u, v) into out [U, V, N, F], through an FFT along
+    the rows.
 
     Along w the sum over j is a cross-correlation: with Y = rfft_w(y) and K = conj(rfft_w(R)) (zero-padded
     to W), Z[n,f,u,k] = sum_{c,i} Y[n,c,u+i,k] K[f,c,i,k] is one complex matrix product per frequency k
     over (c, i) (the rows u+i are a sliding window, a view); an inverse DFT along w evaluated at the
-    V valid columns only (a small matrix product, real part with Hermitian weights) gives z.
+    V valid columns only (a real matrix product over the real and imaginary parts, with Hermitian
+    weights) gives z.
     """
     n, c, h, w = img.shape
     f, _, p, _ = filters.shape
@@ -172,17 +178,18 @@ def _row_fft_projections(img: torch.Tensor, filters: torch.Tensor) -> torch.Tens
     if w % 2 == 0:
         weight[-1] = 1.0 / w
     angle = 2 * math.pi * torch.arange(nv, device=img.device, dtype=img.dtype)[:, None] * k / w
-    inverse = torch.polar(weight.expand(nv, nk), angle)  # [V, K]: z_v = Re sum_k inverse[v, k] Z_k
+    # z_v = Re sum_k e[v, k] Z_k = sum_k (Re e Re Z - Im e Im Z): one real product over [Re Z; Im Z]
+    inverse = torch.cat([weight * angle.cos(), -weight * angle.sin()], 1)  # [V, 2K]
     size = max(1, WORK_BYTES // (16 * nk * nu * (c * p + 2 * f)))
-    parts = []
+    start = 0
     for part in img.split(size):
         m = part.shape[0]
         rows = torch.fft.rfft(part, dim=-1).unfold(2, p, 1)  # [m, C, U, K, p]: rows u..u+p-1
         a = rows.permute(3, 0, 2, 1, 4).reshape(nk, m * nu, c * p)  # [K, m U, C p]
-        z = torch.bmm(a, kernel)  # [K, m U, F]
-        z = (inverse @ z.reshape(nk, -1)).real  # [V, m U F]
-        parts.append(z.reshape(nv, m, nu, f).permute(2, 0, 1, 3))  # [U, V, m, F]
-    return torch.cat(parts, dim=2)
+        z = torch.view_as_real(torch.bmm(a, kernel)).permute(3, 0, 1, 2).reshape(2 * nk, -1)  # [2K, m U F]
+        z = (inverse @ z).view(nv, m, nu, f)  # [V, m, U, F]
+        out[:, :, start:start + m] = z.permute(2, 0, 1, 3)
+        start += m
 
 
 def patches(img: torch.Tensor, u: torch.Tensor, v: torch.Tensor, p: int) -> torch.Tensor:
@@ -288,7 +295,8 @@ class PatchPolynomialDenoiser(LevelFitted):
         chunks = []
         for blk in blocks(x.shape[2], x.shape[3], p, self.chunk(p, f), x.device):
             z = z_all[blk.u, blk.v]  # [Q, N, F]
-            scale = z.abs().amax(1, keepdim=True).clamp_min(TINY)  # [Q, 1, F]
+            column = self.recipe.normalize == "column"
+            scale = z.abs().amax(1, keepdim=True).clamp_min(TINY) if column else None  # [Q, 1, F]
             phi = self.features(z, scale)  # [Q, N, F + 1]
             w = ridge_solve_batched(phi, blk.pixels(x), self.ridge, self.recipe.relative_ridge)  # [Q, F+1, .]
             chunks.append((blk, scale, w))

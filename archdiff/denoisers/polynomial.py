@@ -79,9 +79,10 @@ def recipe_of(recipe: str | Recipe) -> Recipe:
 
 @dataclass(frozen=True)
 class PolynomialFit:
-    """One level's fit: per-feature scales c [F] (column normalization) and the last layer W [F + 1, D]."""
+    """One level's fit: per-feature scales c [F] (column normalization; None otherwise) and the last
+    layer W [F + 1, D]."""
 
-    scale: torch.Tensor
+    scale: torch.Tensor | None
     weights: torch.Tensor
 
 
@@ -121,7 +122,7 @@ class PolynomialDenoiser(LevelFitted):
         x = self.data.repeat(self.draws, 1)  # [N * draws, D]
         y = noisy(x, alpha_bar, fit_noise(self.seed, alpha_bar, tuple(x.shape)).to(x.device))
         z = self.projection(y)  # [M, F]
-        scale = z.abs().amax(0).clamp_min(TINY)  # [F]
+        scale = z.abs().amax(0).clamp_min(TINY) if self.recipe.normalize == "column" else None  # [F]
         phi = power_features(z, scale, self.degree, self.recipe.normalize, self.divisor)  # [M, F + 1]
         return PolynomialFit(scale, ridge_solve_batched(phi, x, self.ridge, self.recipe.relative_ridge))
 
@@ -151,12 +152,17 @@ def power_features(z: torch.Tensor, scale: torch.Tensor | None, degree: int, nor
     ``normalize="column"``: c = ``scale`` (broadcast against z), then clipped to [-1, 1];
     ``"sample"``: c = each row's own max |z| (``scale`` unused).
     """
+    phi = z.new_empty(*z.shape[:-1], z.shape[-1] + 1)
+    body = phi[..., :-1]
     if normalize == "sample":
-        z = z / z.abs().amax(-1, keepdim=True).clamp_min(TINY)
+        torch.div(z, z.abs().amax(-1, keepdim=True).clamp_min(TINY), out=body)
     else:
-        z = (z / scale).clamp(-1.0, 1.0)
-    phi = z**degree / divisor
-    return torch.cat([phi, torch.ones_like(phi[..., :1])], -1)
+        torch.div(z, scale, out=body).clamp_(-1.0, 1.0)
+    body.pow_(degree)
+    if divisor != 1.0:
+        body.div_(divisor)
+    phi[..., -1] = 1.0
+    return phi
 
 
 # --- exact-expectation (moment) mode -------------------------------------------------------------
