@@ -22,7 +22,8 @@ Scales: ``paper`` trains one network per noise level (the authors' setting) on 1
 with the paper's 500 epochs, Adam lr 1e-4, 50 DDIM steps. ``quick`` (2 CPU cores, minutes) trains ONE
 time-conditioned network per variant (the level as an extra input channel) on 16 of the bundled LFW faces
 at 16x16. (Measured over seeds 0-4 with 1500 epochs: on 32 faces the largest-field variant copied only
-33-45 % of its samples, short of "most"; on 16 faces 64-84 %, while the default copied none.) Its block counts keep the paper's receptive-field-to-image ratios: at 64 px, 2 / 3 / 4 blocks
+33-45 % of its samples, short of "most"; on 16 faces 64-84 %, while the default copied none.)
+Its block counts keep the paper's receptive-field-to-image ratios: at 64 px, 2 / 3 / 4 blocks
 give fields of 48 / 100 / 204 px (0.75 / 1.6 / 3.2 images); at 16 px, 0 / 1 / 2 blocks give 7 / 20 / 48
 px (0.44 / 1.25 / 3.0 images).
 """
