@@ -36,7 +36,7 @@ NULL_SDS = 4.0  # "differs" = sliced Wasserstein above the seed null's mean + 4 
 # actually loaded (25 x 25 for lfw), widths kept. config.toml's ``resolved.patch_schedule`` is what ran.
 QUICK = {"data": "lfw", "n_train": 100, "image_size": None, "steps": 10, "schedule": "cosine", "degree": 3,
          "patches": list(PAPER_PATCHES), "widths": list(PAPER_WIDTHS), "patch_reference_size": PAPER_SIZE,
-         "global_width": 1024, "recipe": "authors", "n_samples": 64, "null_seeds": 3}
+         "global_width": 1024, "recipe": "authors", "n_samples": 256, "null_seeds": 3}
 
 
 def run(ctx: Context) -> Result:
@@ -115,7 +115,8 @@ EXPERIMENT = Experiment(
     paper="Applying the polynomial regression at the patch level, with patches shrinking as the noise "
           "falls, introduces visual nuances absent in the global configurations but remains insufficient "
           "for synthesizing high-quality, novel images (Sec. 3.2, Fig. 8).",
-    scales={"quick": QUICK, "paper": {**QUICK, "data": None, "n_train": 1000, "image_size": 64}},
+    scales={"quick": QUICK,
+            "paper": {**QUICK, "data": None, "n_train": 1000, "image_size": 64, "n_samples": 64}},
     run=run,
     uses_images=True,
 )

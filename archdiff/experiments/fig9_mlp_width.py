@@ -31,7 +31,7 @@ from archdiff.samplers import initial_noise
 NOISE_FLOOR_FACTOR = 3.0
 QUICK = {"data": "lfw", "n_train": None, "image_size": None, "width_fractions": [1.0, 0.2, 0.05],
          "conditioning": "time", "epochs": 3000, "batch_size": 100, "lr": 2e-3, "lr_schedule": "cosine",
-         "schedule": "cosine", "steps": 50, "n_samples": 100, "sample_batch": None, "grid_columns": 8,
+         "schedule": "cosine", "steps": 50, "n_samples": 300, "sample_batch": None, "grid_columns": 8,
          "save_models": False}
 # the paper: one network per level, 1000 CelebA 64x64 images (pass --data celeba:PATH), 500 epochs, Adam 1e-4
 PAPER = {**QUICK, "data": None, "n_train": 1000, "image_size": 64, "conditioning": "per-level", "epochs": 500,
