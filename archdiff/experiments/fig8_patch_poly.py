@@ -115,8 +115,7 @@ EXPERIMENT = Experiment(
     paper="Applying the polynomial regression at the patch level, with patches shrinking as the noise "
           "falls, introduces visual nuances absent in the global configurations but remains insufficient "
           "for synthesizing high-quality, novel images (Sec. 3.2, Fig. 8).",
-    scales={"quick": QUICK,
-            "paper": {**QUICK, "data": None, "n_train": 1000, "image_size": 64, "n_samples": 64}},
+    scales={"quick": QUICK, "paper": {**QUICK, "data": None, "n_train": 1000, "image_size": 64}},
     run=run,
     uses_images=True,
 )
