@@ -125,15 +125,19 @@ def _partial_dir(root: Path, exp_id: str) -> Path:
     """A fresh folder for one process's unfinished run (``.ID.partial-HOST-PID``), so that processes
     running the same experiment into one output root never share one; leftovers of dead processes of
     this host are removed first."""
-    host = socket.gethostname()
-    for old in root.glob(f".{exp_id}.partial-{host}-*"):
+    for old in root.glob(f".{exp_id}.partial-{socket.gethostname()}-*"):
         pid = old.name.rsplit("-", 1)[1]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
-    partial = root / f".{exp_id}.partial-{host}-{os.getpid()}"
+    partial = root / f".{exp_id}.partial-{_process_tag()}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     return partial
+
+
+def _process_tag() -> str:
+    """HOST-PID: names this process's own temporary files and folders in a shared output root."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _alive(pid: int) -> bool:
@@ -149,7 +153,7 @@ def _alive(pid: int) -> bool:
 def _replace_dir(new: Path, final: Path) -> None:
     """Move a finished run folder into place; a folder already there is moved aside first and deleted
     after, so ``final`` is always either the old finished run or the new one, never half of either."""
-    aside = final.with_name(f".{final.name}.old-{socket.gethostname()}-{os.getpid()}")
+    aside = final.with_name(f".{final.name}.old-{_process_tag()}")
     for _ in range(10):  # another process may put its own result in place between two renames
         if final.exists():
             shutil.rmtree(aside, ignore_errors=True)
@@ -179,6 +183,6 @@ def _write_toml(path: Path, content: dict) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write a file through a temporary name of this process's own, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{_process_tag()}")
     tmp.write_text(text)
     tmp.replace(path)

@@ -59,11 +59,11 @@ def seed_root(out: Path, seed: int, several: bool) -> Path:
 
 
 def run_job(exp_id: str, scale: str, seed: int, device: str, root: str, data: str | None,
-            threads: int | None) -> str:
-    """One run as a cluster job (a picklable top-level function); returns its folder."""
+            threads: int | None, progress: bool = False) -> str:
+    """One run, in this process or as a cluster job (a picklable top-level function); returns its folder."""
     from archdiff.experiments import get
 
-    run_experiment(get(exp_id), scale, seed=seed, device=device, out=root, data=data, progress=False,
+    run_experiment(get(exp_id), scale, seed=seed, device=device, out=root, data=data, progress=progress,
                    threads=threads)
     return str(Path(root) / exp_id)
 
@@ -74,14 +74,13 @@ def dispatch(runs: list[Run], executor: str, *, scale: str, device: str, data: s
     """Run every run: inline, or as submitit jobs (raising RunFailed naming the runs whose job failed)."""
     from archdiff.experiments import get
 
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}: use {', '.join(EXECUTORS)}")
     if executor == "inline":
         for r in runs:
             log(f"[run]  {r.exp_id} (seed {r.seed}): {get(r.exp_id).title}")
-            run_experiment(get(r.exp_id), scale, seed=r.seed, device=device, out=r.root, data=data,
-                           progress=progress, threads=threads)
+            run_job(r.exp_id, scale, r.seed, device, str(r.root), data, threads, progress)
         return
-    if executor not in EXECUTORS:
-        raise UserError(f"unknown executor {executor!r}: use {', '.join(EXECUTORS)}")
     try:
         import submitit
     except ImportError:
@@ -150,9 +149,10 @@ def reproduce(
              out=root, jobs=jobs, cluster=cluster, log=log)
     per_seed = {s: [_record(r) for r in runs if r.seed == s] for s in seeds}
     for s, records in per_seed.items():
-        write_summary(seed_root(root, s, several), summarize(records, scale, s), records)
+        one = summarize(records, scale, s)
+        write_summary(seed_root(root, s, several), one, records)
     if not several:
-        return summarize(per_seed[seeds[0]], scale, seeds[0])
+        return one
     summary = aggregate(per_seed, scale)
     write_summary(root, summary, per_seed)
     return summary

@@ -55,7 +55,7 @@ from archdiff.denoisers.polynomial import (
     random_layer,
     recipe_of,
 )
-from archdiff.linalg import TINY, flatten, ridge_solve_batched
+from archdiff.linalg import flatten, ridge_solve_batched
 from archdiff.schedule import noisy
 
 PAPER_PATCHES = (64, 55, 45, 35, 27, 21, 15, 11, 7, 3)  # patch size per step of 10, for 64 x 64 images
@@ -201,10 +201,10 @@ def patches(img: torch.Tensor, u: torch.Tensor, v: torch.Tensor, p: int) -> torc
 
 @dataclass(frozen=True)
 class PatchFit:
-    """A level's fit: its step and, per chunk of patches, (block, scales [Q, 1, F], W [Q, F + 1, .])."""
+    """A level's fit: its step and, per chunk of patches, (block, scales [Q, 1, F] / None, W [Q, F+1, .])."""
 
     step: int
-    chunks: list[tuple[Block, torch.Tensor, torch.Tensor]]
+    chunks: list[tuple[Block, torch.Tensor | None, torch.Tensor]]
 
 
 class PatchPolynomialDenoiser(LevelFitted):
@@ -265,7 +265,7 @@ class PatchPolynomialDenoiser(LevelFitted):
 
     def flops(self, step: int, batch: int) -> dict[str, float]:
         """Floating-point work of fitting one level of ``step`` and applying it to ``batch`` images:
-        the first layer (the cheaper of direct and FFT), the Gram (or dual) matrices and their Cholesky
+        the first layer (the cheaper of gemm and row FFT), the Gram (or dual) matrices and their Cholesky
         factors, the solves and the output: {"projections", "gram", "solve", "apply", "total"}."""
         n, c, h, w = self.data.shape
         p, f = self.schedule[step]
@@ -279,7 +279,7 @@ class PatchPolynomialDenoiser(LevelFitted):
         }
         return {**cost, "total": sum(cost.values())}
 
-    def features(self, z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(self, z: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
         """Degree-k features of first-layer outputs z [Q, B, F] as the recipe says: [Q, B, F + 1]."""
         return power_features(z, scale, self.degree, self.recipe.normalize, self.divisor)
 
@@ -295,8 +295,7 @@ class PatchPolynomialDenoiser(LevelFitted):
         chunks = []
         for blk in blocks(x.shape[2], x.shape[3], p, self.chunk(p, f), x.device):
             z = z_all[blk.u, blk.v]  # [Q, N, F]
-            column = self.recipe.normalize == "column"
-            scale = z.abs().amax(1, keepdim=True).clamp_min(TINY) if column else None  # [Q, 1, F]
+            scale = self.recipe.column_scale(z, 1)  # [Q, 1, F] or None
             phi = self.features(z, scale)  # [Q, N, F + 1]
             w = ridge_solve_batched(phi, blk.pixels(x), self.ridge, self.recipe.relative_ridge)  # [Q, F+1, .]
             chunks.append((blk, scale, w))

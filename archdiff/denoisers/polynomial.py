@@ -61,6 +61,11 @@ class Recipe:
         if self.normalize not in ("column", "sample"):
             raise ValueError(f"normalize must be 'column' or 'sample', got {self.normalize!r}")
 
+    def column_scale(self, z: torch.Tensor, dim: int) -> torch.Tensor | None:
+        """Per-feature scales of training projections z (their largest |z| along the inputs ``dim``) for
+        column normalization; None for per-sample normalization, which does not use them."""
+        return z.abs().amax(dim, keepdim=True).clamp_min(TINY) if self.normalize == "column" else None
+
 
 RECIPES = {
     "authors": Recipe(),
@@ -79,7 +84,7 @@ def recipe_of(recipe: str | Recipe) -> Recipe:
 
 @dataclass(frozen=True)
 class PolynomialFit:
-    """One level's fit: per-feature scales c [F] (column normalization; None otherwise) and the last
+    """One level's fit: per-feature scales c [1, F] (column normalization; None otherwise) and the last
     layer W [F + 1, D]."""
 
     scale: torch.Tensor | None
@@ -122,7 +127,7 @@ class PolynomialDenoiser(LevelFitted):
         x = self.data.repeat(self.draws, 1)  # [N * draws, D]
         y = noisy(x, alpha_bar, fit_noise(self.seed, alpha_bar, tuple(x.shape)).to(x.device))
         z = self.projection(y)  # [M, F]
-        scale = z.abs().amax(0).clamp_min(TINY) if self.recipe.normalize == "column" else None  # [F]
+        scale = self.recipe.column_scale(z, 0)  # [1, F] or None
         phi = power_features(z, scale, self.degree, self.recipe.normalize, self.divisor)  # [M, F + 1]
         return PolynomialFit(scale, ridge_solve_batched(phi, x, self.ridge, self.recipe.relative_ridge))
 
