@@ -13,13 +13,13 @@ not D^3). Every covariance spectrum in archdiff (fits, theory, metrics) comes fr
 Ridge least squares is solved by Cholesky on the F x F normal equations, or, when F > M, on the M x M
 dual ones (push-through identity: the same minimizer at a cost set by min(F, M)), batched over leading
 dimensions. The ridge is relative to each feature's scale (Jacobi scaling, G -> D^-1 G D^-1 with
-D = sqrt(diag G)) unless ``relative=False``, a plain absolute ridge as the authors' code has it.
+D = sqrt(diag G)) unless ``relative=False``, a plain absolute ridge as the authors' code has it. The
+Cholesky route adds the ridge to the unscaled Gram matrix's diagonal in place (``add_ridge``; the same
+system multiplied out), so a batch of large Gram matrices is not copied to be scaled.
 How many CPU threads the solves use is the run's thread policy (``archdiff.threads``).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -53,7 +53,22 @@ def ridge_solve(phi: torch.Tensor, target: torch.Tensor, ridge: float, method: s
                 relative: bool = True) -> torch.Tensor:
     """argmin_W |phi W - target|^2 / M + ridge |W|^2 in the F x F normal equations: [..., F, D]."""
     m = phi.shape[-2]
+    if method == "cholesky":  # (G + ridge M I) W = phi^T target, formed in place; the right-hand side
+        #                       as (target^T phi)^T: batched, it runs as one product, not one per matrix
+        return cholesky_solve(add_ridge(phi.mT @ phi, ridge, relative, m), (target.mT @ phi).mT)
     return solve_psd(phi.mT @ phi / m, phi.mT @ target / m, ridge, method, relative)
+
+
+def add_ridge(gram: torch.Tensor, ridge: float, relative: bool, m: int = 1) -> torch.Tensor:
+    """G + ridge m I, or with ``relative`` G + ridge diag(G), in place on G [..., F, F] (returned): the
+    system whose solution is the ridge least squares of G / m. The relative form equals Jacobi scaling,
+    D^-1 (G / m) D^-1 + ridge I with D = sqrt(diag(G) / m), multiplied back out by D on both sides."""
+    diagonal = gram.diagonal(dim1=-2, dim2=-1)
+    if relative:
+        diagonal.add_(diagonal.clamp_min(TINY), alpha=ridge)
+    else:
+        diagonal.add_(ridge * m)
+    return gram
 
 
 def solve_psd(gram: torch.Tensor, rhs: torch.Tensor, ridge: float, method: str = "lstsq",
@@ -81,25 +96,35 @@ def jacobi(diagonal: torch.Tensor, relative: bool) -> torch.Tensor:
 
 
 def ridge_solve_batched(phi: torch.Tensor, target: torch.Tensor, ridge: float,
-                        relative: bool = True) -> torch.Tensor:
+                        relative: bool = True, intercept: bool = False) -> torch.Tensor:
     """``ridge_solve`` by Cholesky for phi [..., M, F], target [..., M, D]: W [..., F, D].
 
     With F <= M the F x F normal equations; otherwise the M x M dual ones,
-    W = D^-1 Psi^T (Psi Psi^T + ridge I)^-1 target / sqrt(M), Psi = phi D^-1 / sqrt(M), solved for
-    whichever of Psi (F columns) and target (D columns) is narrower: the same W, at a cost set by
-    min(F, M) and min(F, D).
+    W = D^-1 Psi^T (Psi Psi^T + ridge M I)^-1 target, Psi = phi D^-1 (D the Jacobi scaling, or I),
+    solved for whichever of Psi (F columns) and target (D columns) is narrower: the same W, at a cost set
+    by min(F, M) and min(F, D).
+
+    ``intercept``: phi's last column is the constant 1 and its weight, the offset, is free (not penalized):
+    argmin |phi W - target|^2 / (M - 1) + ridge |W[:-1]|^2, solved on phi and target centred over the M
+    inputs (the ridge then acts on their sample covariance, normalized by M - 1), with
+    offset = mean(target) - mean(phi[:, :-1]) W[:-1].
     """
     m, f = phi.shape[-2:]
+    if intercept:
+        mean_phi, mean_target = phi[..., :-1].mean(-2, keepdim=True), target.mean(-2, keepdim=True)
+        scaled = ridge if relative else ridge * (m - 1) / m  # from the 1 / M normalization to 1 / (M - 1)
+        w = ridge_solve_batched(phi[..., :-1] - mean_phi, target - mean_target, scaled, relative)
+        return torch.cat([w, mean_target - mean_phi @ w], -2)  # [..., F, D]: weights, then the offset
     if f <= m:
         return ridge_solve(phi, target, ridge, method="cholesky", relative=relative)
-    d = jacobi(phi.square().sum(-2) / m, relative)  # [..., F] = sqrt(diag(phi^T phi / M))
-    psi = phi / (d[..., None, :] * math.sqrt(m))  # [..., M, F]
-    k = psi @ psi.mT + ridge * torch.eye(m, dtype=phi.dtype, device=phi.device)  # [..., M, M]
+    d = jacobi(phi.square().sum(-2) / m, relative) if relative else None  # [..., F]
+    psi = phi / d[..., None, :] if relative else phi  # [..., M, F]
+    k = add_ridge(psi @ psi.mT, ridge, False, m)  # [..., M, M]
     if f < target.shape[-1]:  # K^-1 Psi [..., M, F], then its transpose times the target
-        w = cholesky_solve(k, psi).mT @ (target / math.sqrt(m))
+        w = cholesky_solve(k, psi).mT @ target
     else:
-        w = psi.mT @ cholesky_solve(k, target / math.sqrt(m))
-    return w / d[..., :, None]
+        w = psi.mT @ cholesky_solve(k, target)
+    return w / d[..., :, None] if relative else w
 
 
 def cholesky_solve(a: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:

@@ -35,3 +35,22 @@ def test_every_ridge_route_gives_the_same_minimizer(m, f, d, relative):
                              for p, t in zip(phi, target)])
     torch.testing.assert_close(ridge_solve_batched(phi, target, ridge, relative), reference,
                                atol=1e-8, rtol=1e-7)
+
+
+@pytest.mark.parametrize("m, f", [(40, 12), (12, 40)])  # primal; dual
+@pytest.mark.parametrize("relative", [True, False])
+def test_free_intercept_is_the_unpenalized_offset_of_the_augmented_system(m, f, relative):
+    """With ``intercept`` the constant column's weight is not penalized: the solution of
+    (Phi^T Phi + (M - 1) ridge P) W = Phi^T target, P = diag(penalties, 0), written out here on the
+    uncentred augmented features (P's penalties: 1, or the features' centred variances when relative)."""
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(m, f, generator=g, dtype=torch.float64) * torch.linspace(0.1, 3, f) + 0.7
+    phi = torch.cat([feats, torch.ones(m, 1, dtype=torch.float64)], 1)  # [M, F + 1], constant last
+    target = torch.randn(m, 4, generator=g, dtype=torch.float64) + 2.0
+    ridge = 1e-2
+    variance = (feats - feats.mean(0)).square().sum(0) / (m - 1)
+    penalty = torch.cat([variance if relative else torch.ones(f, dtype=torch.float64), torch.zeros(1)])
+    system = phi.T @ phi + (m - 1) * ridge * torch.diag(penalty)
+    expected = torch.linalg.lstsq(system, phi.T @ target).solution
+    got = ridge_solve_batched(phi, target, ridge, relative, intercept=True)
+    torch.testing.assert_close(got, expected, atol=1e-8, rtol=1e-7)

@@ -28,3 +28,11 @@ def test_policy_applies_for_the_block_then_restores():
     assert torch.get_num_threads() == before
     with threads.policy(0) as n:  # 0: torch's own setting stays
         assert n == before
+
+
+def test_freed_memory_is_kept_where_the_c_library_is_glibc():
+    import platform
+
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert threads.keep_freed_memory() is glibc
+    assert threads.keep_freed_memory() is glibc  # applied once, the same answer after

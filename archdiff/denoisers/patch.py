@@ -18,19 +18,20 @@ With p = H = W there is one patch and this is exactly the global polynomial deno
 Vectorization. Clamping leaves only (H - p + 1) (W - p + 1) distinct patches, and the pixels one patch
 serves share its features and Gram matrix, so each patch's least squares is solved once with all its
 pixels' targets as columns. Along an axis, a patch start serves one pixel (interior), or the p // 2 + 1
-(or p - p // 2) pixels of a border strip, so patches fall into at most 3 x 3 classes (interior, edge
-strips, corner blocks) with equally shaped targets; each class is solved as one batch (batched matmul and
-batched Cholesky, on the N x N dual system when F + 1 > N), in chunks of patches that bound the memory.
+(or p - p // 2) pixels of a border strip, so the starts fall into at most 3 x 3 rectangles (interior,
+edge strips, corner blocks) with equally shaped targets; each is solved as one batch (batched matmul and
+batched Cholesky, on the N x N dual system when F + 1 > N), in blocks of patches that bound the memory.
+A rectangle of starts reads its first-layer outputs as a view, without copying them.
 Every step runs in float64: on an H100, float64 matmuls run on tensor cores at the float32 (non-TF32)
 rate, and degree-3 features with a 1e-5 ridge give Gram matrices with condition numbers up to
 ~F / 1e-5 that float32 would not solve accurately.
 
 First layer for every patch at once. R y_P + b for every clamped start (u, v) is the cross-correlation of
-the image with the F filters R [F, C, p, p] (``projections``): as matrix products of copied-out patches
-(``"gemm"``, 2 N F C p^2 (H - p + 1)(W - p + 1) flops), or with an FFT along the rows, which turns the
-sum along each patch row into one complex matrix product per frequency (``"fft"``, about
-8 N (H - p + 1) F (W/2 + 1) C p flops: a factor ~p/4 fewer at large p). ``"auto"`` takes the one with
-fewer flops. ``flops`` counts the work of one level.
+the image with the F filters R [F, C, p, p] (``projections``): with an FFT along the rows (``"fft"``, the
+default), which turns the sum along each patch row into one matrix product per frequency, about
+4 N (H - p + 1) F (W/2 + 1) (2 C p + W - p + 1) flops; or as matrix products of copied-out patches
+(``"gemm"``, 2 N F C p^2 (H - p + 1)(W - p + 1) flops, fewer for p <= 7 but memory-bound on a CPU:
+measured 2-4x slower there). ``flops`` counts the work of one level.
 
 The authors' released code loops over every pixel in Python, fitting one regression per pixel; it does not
 make clear whether each pixel draws its own random matrix. Here one R per step is shared by all patches of
@@ -55,7 +56,7 @@ from archdiff.denoisers.polynomial import (
     random_layer,
     recipe_of,
 )
-from archdiff.linalg import flatten, ridge_solve_batched
+from archdiff.linalg import flatten
 from archdiff.schedule import noisy
 
 PAPER_PATCHES = (64, 55, 45, 35, 27, 21, 15, 11, 7, 3)  # patch size per step of 10, for 64 x 64 images
@@ -78,79 +79,79 @@ def scaled_schedule(
 
 @dataclass
 class Block:
-    """A chunk of patches of one class: starts (u, v) [Q] and the pixel rows [Q, r] / cols [Q, c] served."""
+    """A rectangle of patch starts of one class, rows ``u`` x columns ``v`` (slices of the starts), and the
+    pixel rows [qu, r] / cols [qv, c] each start serves."""
 
-    u: torch.Tensor
-    v: torch.Tensor
+    u: slice
+    v: slice
     rows: torch.Tensor
     cols: torch.Tensor
 
+    def __len__(self) -> int:
+        return len(self.rows) * len(self.cols)
+
     def pixels(self, img: torch.Tensor) -> torch.Tensor:
-        """The served pixels of images [N, C, H, W] as [Q, N, C r c]."""
-        t = img[:, :, self.rows[:, :, None], self.cols[:, None, :]]  # [N, C, Q, r, c]
-        return t.movedim(2, 0).reshape(len(self.u), img.shape[0], -1)
+        """The served pixels of images [N, C, H, W] as [Q, N, C r c] (Q = qu qv, starts row-major)."""
+        t = img[:, :, self.rows[:, None, :, None], self.cols[None, :, None, :]]  # [N, C, qu, qv, r, c]
+        return t.permute(2, 3, 0, 1, 4, 5).reshape(len(self), img.shape[0], -1)
 
     def put(self, out: torch.Tensor, values: torch.Tensor) -> None:
         """Write values [Q, B, C r c] into the served pixels of out [B, C, H, W]."""
-        q, b = values.shape[:2]
-        v = values.reshape(q, b, out.shape[1], self.rows.shape[1], self.cols.shape[1])
-        out[:, :, self.rows[:, :, None], self.cols[:, None, :]] = v.movedim(0, 2).to(out.dtype)
+        (qu, r), (qv, c) = self.rows.shape, self.cols.shape
+        v = values.reshape(qu, qv, values.shape[1], out.shape[1], r, c).permute(2, 3, 0, 1, 4, 5)
+        out[:, :, self.rows[:, None, :, None], self.cols[None, :, None, :]] = v.to(out.dtype)
 
 
 def axis_groups(size: int, p: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Patch starts along one axis grouped by how many pixels they serve: [(starts [k], pixels [k, r])]."""
+    """Patch starts along one axis in runs of consecutive starts serving equally many pixels:
+    [(starts [k], pixels [k, r])] (at most 3 runs: the first start, the interior, the last start)."""
     owner = (torch.arange(size) - p // 2).clamp(0, size - p)  # [size] start serving each pixel
     count = torch.bincount(owner, minlength=size - p + 1)  # every start serves >= 1 pixel
     first = torch.cumsum(count, 0) - count
+    edges = [0, *((count[1:] != count[:-1]).nonzero()[:, 0] + 1).tolist(), len(count)]
     groups = []
-    for c in count.unique().tolist():
-        starts = (count == c).nonzero()[:, 0]
-        groups.append((starts, first[starts, None] + torch.arange(c)))
+    for a, b in zip(edges[:-1], edges[1:]):
+        starts = torch.arange(a, b)
+        groups.append((starts, first[a:b, None] + torch.arange(int(count[a]))))
     return groups
 
 
 def blocks(height: int, width: int, p: int, max_patches: int, device=None) -> list[Block]:
-    """All patches of an image, grouped in classes of equally shaped targets, chunked to max_patches."""
+    """All patches of an image as rectangles of equally shaped targets, each of at most max_patches."""
     out = []
     for us, rows in axis_groups(height, p):
         for vs, cols in axis_groups(width, p):
-            nu, nv = len(us), len(vs)
-            u, r = us.repeat_interleave(nv), rows.repeat_interleave(nv, 0)
-            v, c = vs.repeat(nu), cols.repeat(nu, 1)
-            for k in range(0, nu * nv, max_patches):
-                s = slice(k, k + max_patches)
-                out.append(Block(*(t[s].to(device) for t in (u, v, r, c))))
+            tv = min(len(vs), max_patches)
+            tu = max(1, max_patches // tv)
+            for a in range(0, len(us), tu):
+                for b in range(0, len(vs), tv):
+                    u = slice(int(us[a]), int(us[min(a + tu, len(us)) - 1]) + 1)
+                    v = slice(int(vs[b]), int(vs[min(b + tv, len(vs)) - 1]) + 1)
+                    out.append(Block(u, v, rows[a:a + tu].to(device), cols[b:b + tv].to(device)))
     return out
 
 
-PROJECTION_METHODS = ("auto", "gemm", "fft")
+PROJECTION_METHODS = ("fft", "gemm")
 WORK_BYTES = 2**29  # bounds the working set of one chunk of the projections
 
 
 def projection_flops(n: int, c: int, h: int, w: int, p: int, f: int) -> dict[str, float]:
     """Flops of R y_P for all n images and all clamped starts, by method: {"gemm": ..., "fft": ...}
-    (a complex multiply-add counted as 8 flops; both run as matrix products)."""
+    (all of it matrix products: the patch product, or per frequency the product over (c, i) of the real
+    and imaginary parts, then the inverse transform at the V valid columns)."""
     nu, nv, nk = h - p + 1, w - p + 1, w // 2 + 1
     return {"gemm": 2.0 * n * f * c * p * p * nu * nv,
-            "fft": 8.0 * n * nu * f * nk * (c * p + nv)}
+            "fft": 4.0 * n * nu * f * nk * (2 * c * p + nv)}
 
 
-def projections(img: torch.Tensor, r: torch.Tensor, b: torch.Tensor, p: int, method: str = "auto"):
+def projections(img: torch.Tensor, r: torch.Tensor, b: torch.Tensor, p: int, method: str = "fft"):
     """R y_P + b for every clamped p x p patch start (u, v) of images [N, C, H, W]: [U, V, N, F],
-    U = H - p + 1, V = W - p + 1 (laid out per start, for gathering chunks of patches)."""
+    U = H - p + 1, V = W - p + 1 (laid out per start, so a rectangle of starts is a view)."""
     n, c, h, w = img.shape
     f, nu, nv = r.shape[0], h - p + 1, w - p + 1
-    if method == "auto":
-        cost = projection_flops(n, c, h, w, p, f)
-        method = min(cost, key=cost.get)
     out = img.new_empty(nu, nv, n, f)
-    if method == "gemm":  # copy chunks of patches out, one matrix product each
-        u, v = (t.reshape(-1) for t in torch.meshgrid(torch.arange(nu, device=img.device),
-                                                      torch.arange(nv, device=img.device), indexing="ij"))
-        size = max(1, WORK_BYTES // (8 * n * c * p * p))
-        flat = out.view(nu * nv, n, f)
-        for k in range(0, nu * nv, size):
-            torch.matmul(patches(img, u[k:k + size], v[k:k + size], p), r.T, out=flat[k:k + size])
+    if method == "gemm":
+        _direct_projections(img, r, out)
     elif method == "fft":
         _row_fft_projections(img, r.reshape(f, c, p, p), out)
     else:
@@ -158,20 +159,45 @@ def projections(img: torch.Tensor, r: torch.Tensor, b: torch.Tensor, p: int, met
     return out.add_(b)
 
 
+def _chunks(n: int, rows: int, per_row_image: int):
+    """(image slice, row slice) pairs covering n images x ``rows`` output rows, each chunk's working set
+    (per_row_image bytes per row and image) under WORK_BYTES: whole image sets where one row fits."""
+    per_row = per_row_image * n
+    if per_row <= WORK_BYTES:
+        step = WORK_BYTES // per_row
+        return [(slice(0, n), slice(u, min(u + step, rows))) for u in range(0, rows, step)]
+    m = max(1, WORK_BYTES // per_row_image)
+    return [(slice(k, min(k + m, n)), slice(u, u + 1)) for u in range(rows) for k in range(0, n, m)]
+
+
+def _direct_projections(img: torch.Tensor, r: torch.Tensor, out: torch.Tensor) -> None:
+    """R y_P for every start into out [U, V, N, F]: patches copied out (unfold), one matrix product per
+    chunk of rows of starts."""
+    n, c, h, w = img.shape
+    nu, nv, _, f = out.shape
+    p = h - nu + 1
+    for part, rows in _chunks(n, nu, 8 * nv * (c * p * p + f)):
+        seg = img[part, :, rows.start:rows.stop + p - 1].unfold(2, p, 1).unfold(3, p, 1)  # [m,C,u,V,p,p]
+        a = seg.permute(2, 3, 0, 1, 4, 5).reshape(-1, c * p * p)  # [u V m, C p p]
+        _product_into(out[rows, :, part], a, r.T)
+
+
 def _row_fft_projections(img: torch.Tensor, filters: torch.Tensor, out: torch.Tensor) -> None:
     """sum_{c,i,j} R[f,c,i,j] y[n,c,u+i,v+j] for valid (u, v) into out [U, V, N, F], through an FFT along
     the rows.
 
     Along w the sum over j is a cross-correlation: with Y = rfft_w(y) and K = conj(rfft_w(R)) (zero-padded
-    to W), Z[n,f,u,k] = sum_{c,i} Y[n,c,u+i,k] K[f,c,i,k] is one complex matrix product per frequency k
-    over (c, i) (the rows u+i are a sliding window, a view); an inverse DFT along w evaluated at the
-    V valid columns only (a real matrix product over the real and imaginary parts, with Hermitian
-    weights) gives z.
+    to W), Z[n,f,u,k] = sum_{c,i} Y[n,c,u+i,k] K[f,c,i,k] is one matrix product per frequency k over
+    (c, i), done in real arithmetic as [Re Y, Im Y] [[Re K, Im K], [-Im K, Re K]] (the rows u+i are a
+    sliding window); an inverse DFT along w evaluated at the V valid columns only (a real matrix product
+    over the real and imaginary parts, with Hermitian weights) gives z, written in place.
     """
     n, c, h, w = img.shape
     f, _, p, _ = filters.shape
     nu, nv, nk = h - p + 1, w - p + 1, w // 2 + 1
     kernel = torch.fft.rfft(filters, n=w, dim=-1).conj().permute(3, 1, 2, 0).reshape(nk, c * p, f)
+    kr, ki = kernel.real, kernel.imag
+    weights = (torch.cat([kr, -ki], 1), torch.cat([ki, kr], 1))  # [K, 2 C p, F] giving Re Z, Im Z
     k = torch.arange(nk, device=img.device, dtype=img.dtype)
     weight = torch.full_like(k, 2.0 / w)  # Hermitian weights: the frequencies k and W - k are one pair
     weight[0] = 1.0 / w
@@ -180,28 +206,32 @@ def _row_fft_projections(img: torch.Tensor, filters: torch.Tensor, out: torch.Te
     angle = 2 * math.pi * torch.arange(nv, device=img.device, dtype=img.dtype)[:, None] * k / w
     # z_v = Re sum_k e[v, k] Z_k = sum_k (Re e Re Z - Im e Im Z): one real product over [Re Z; Im Z]
     inverse = torch.cat([weight * angle.cos(), -weight * angle.sin()], 1)  # [V, 2K]
-    size = max(1, WORK_BYTES // (16 * nk * nu * (c * p + 2 * f)))
-    start = 0
-    for part in img.split(size):
-        m = part.shape[0]
-        rows = torch.fft.rfft(part, dim=-1).unfold(2, p, 1)  # [m, C, U, K, p]: rows u..u+p-1
-        a = rows.permute(3, 0, 2, 1, 4).reshape(nk, m * nu, c * p)  # [K, m U, C p]
-        z = torch.view_as_real(torch.bmm(a, kernel)).permute(3, 0, 1, 2).reshape(2 * nk, -1)  # [2K, m U F]
-        z = (inverse @ z).view(nv, m, nu, f)  # [V, m, U, F]
-        out[:, :, start:start + m] = z.permute(2, 0, 1, 3)
-        start += m
+    spectrum = torch.view_as_real(torch.fft.rfft(img, dim=-1))  # [N, C, H, K, 2]
+    for part, rows in _chunks(n, nu, 8 * nk * (2 * c * p + 2 * f)):
+        nr, m = rows.stop - rows.start, part.stop - part.start
+        a = spectrum[part, :, rows.start:rows.stop + p - 1].unfold(2, p, 1)  # [m, C, nr, K, 2, p]
+        a = a.permute(3, 2, 0, 4, 1, 5).reshape(nk, nr * m, 2 * c * p)  # [K, nr m, (re/im, C, p)]
+        z = img.new_empty(2, nk, nr * m, f)  # [Re Z; Im Z]
+        torch.bmm(a, weights[0], out=z[0])
+        torch.bmm(a, weights[1], out=z[1])
+        z = z.view(2 * nk, nr, m * f).transpose(0, 1)  # [nr, 2K, m F]
+        _product_into(out[rows, :, part], inverse.expand(nr, nv, 2 * nk), z)
 
 
-def patches(img: torch.Tensor, u: torch.Tensor, v: torch.Tensor, p: int) -> torch.Tensor:
-    """The p x p patches at starts (u, v) [Q] of images [N, C, H, W]: [Q, N, C p p] (C, row, col order)."""
-    k = torch.arange(p, device=img.device)
-    t = img[:, :, (u[:, None] + k)[:, :, None], (v[:, None] + k)[:, None, :]]  # [N, C, Q, p, p]
-    return t.movedim(2, 0).reshape(len(u), img.shape[0], -1)
+def _product_into(dest: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """dest = a @ b, the product's elements in dest's row-major order: written in place when dest is
+    contiguous (a chunk of all images), else copied."""
+    shape = (*a.shape[:-1], b.shape[-1])
+    if dest.is_contiguous():
+        torch.matmul(a, b, out=dest.view(shape))
+    else:
+        dest.copy_(torch.matmul(a, b).view(dest.shape))
 
 
 @dataclass(frozen=True)
 class PatchFit:
-    """A level's fit: its step and, per chunk of patches, (block, scales [Q, 1, F] / None, W [Q, F+1, .])."""
+    """A level's fit: its step and, per block of patches, (block, scales [qu, qv, 1, F] / None,
+    W [Q, F + 1, C r c])."""
 
     step: int
     chunks: list[tuple[Block, torch.Tensor | None, torch.Tensor]]
@@ -226,7 +256,7 @@ class PatchPolynomialDenoiser(LevelFitted):
         seed: int = 0,
         recipe: str | Recipe = "authors",
         max_chunk_bytes: int = 2**30,
-        method: str = "auto",
+        method: str = "fft",
     ):
         super().__init__()
         if data.ndim != 4:
@@ -260,13 +290,13 @@ class PatchPolynomialDenoiser(LevelFitted):
     def chunk(self, p: int, f: int) -> int:
         """Patches per chunk so that the chunk's float64 working set stays under max_chunk_bytes."""
         n = self.data.shape[0]
-        per_patch = 8 * (n * 4 * (f + 1) + 3 * min(f + 1, n) ** 2)  # z, phi, its scaled copy; the Gram
+        per_patch = 8 * (n * 2 * (f + 1) + 2 * min(f + 1, n) ** 2)  # phi (a scaled copy); Gram, factor
         return max(1, self.max_chunk_bytes // per_patch)
 
     def flops(self, step: int, batch: int) -> dict[str, float]:
         """Floating-point work of fitting one level of ``step`` and applying it to ``batch`` images:
-        the first layer (the cheaper of gemm and row FFT), the Gram (or dual) matrices and their Cholesky
-        factors, the solves and the output: {"projections", "gram", "solve", "apply", "total"}."""
+        the first layer (the cheaper of gemm and row FFT: a floor), the Gram (or dual) matrices and their
+        Cholesky factors, the solves and the output: {"projections", "gram", "solve", "apply", "total"}."""
         n, c, h, w = self.data.shape
         p, f = self.schedule[step]
         starts = (h - p + 1) * (w - p + 1)
@@ -280,7 +310,7 @@ class PatchPolynomialDenoiser(LevelFitted):
         return {**cost, "total": sum(cost.values())}
 
     def features(self, z: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-        """Degree-k features of first-layer outputs z [Q, B, F] as the recipe says: [Q, B, F + 1]."""
+        """Degree-k features of first-layer outputs z [..., B, F] as the recipe says: [..., B, F + 1]."""
         return power_features(z, scale, self.degree, self.recipe.normalize, self.divisor)
 
     def fit_level(self, alpha_bar: float) -> PatchFit:
@@ -294,10 +324,10 @@ class PatchPolynomialDenoiser(LevelFitted):
         z_all = projections(y, r, b, p, self.method)  # [H - p + 1, W - p + 1, N, F]
         chunks = []
         for blk in blocks(x.shape[2], x.shape[3], p, self.chunk(p, f), x.device):
-            z = z_all[blk.u, blk.v]  # [Q, N, F]
-            scale = self.recipe.column_scale(z, 1)  # [Q, 1, F] or None
-            phi = self.features(z, scale)  # [Q, N, F + 1]
-            w = ridge_solve_batched(phi, blk.pixels(x), self.ridge, self.recipe.relative_ridge)  # [Q, F+1, .]
+            z = z_all[blk.u, blk.v]  # [qu, qv, N, F], a view
+            scale = self.recipe.column_scale(z, 2)  # [qu, qv, 1, F] or None
+            phi = self.features(z, scale).flatten(0, 1)  # [Q, N, F + 1]
+            w = self.recipe.solve(phi, blk.pixels(x), self.ridge)  # [Q, F + 1, C r c]
             chunks.append((blk, scale, w))
         return PatchFit(i, chunks)
 
@@ -307,6 +337,6 @@ class PatchPolynomialDenoiser(LevelFitted):
         z_all = projections(x.to(torch.float64), r, b, p, self.method)  # [H - p + 1, W - p + 1, B, F]
         out = torch.empty_like(x)
         for blk, scale, w in fit.chunks:
-            z = z_all[blk.u, blk.v]  # [Q, B, F]
-            blk.put(out, self.features(z, scale) @ w)  # [Q, B, C r c]
+            z = z_all[blk.u, blk.v]  # [qu, qv, B, F]
+            blk.put(out, self.features(z, scale).flatten(0, 1) @ w)  # [Q, B, C r c]
         return out
