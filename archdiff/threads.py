@@ -54,12 +54,12 @@ def resolve(threads: int | None = None) -> int:
 
 def keep_freed_memory() -> bool:
     """Keep freed memory in the heap for reuse instead of returning it to the kernel (glibc's mallopt:
-    mmap threshold 1 GiB, no trimming); process-wide, applied once. False where there is no glibc."""
+    mmap threshold 2 GiB, no trimming); process-wide, applied once. False where there is no glibc."""
     if not _KEPT:
         name = ctypes.util.find_library("c")
         try:
             libc = ctypes.CDLL(name) if name else None
-            ok = libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, 2**30)) and bool(
+            ok = libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, 2**31 - 1)) and bool(
                 libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
         except (OSError, AttributeError):  # no C library, or one without mallopt (not glibc)
             ok = False
