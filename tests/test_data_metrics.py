@@ -81,3 +81,13 @@ def test_high_frequency_energy_of_pure_tones():
     high = torch.cos(2 * math.pi * 12 / 32 * i)[None, None, None, :].expand(1, 1, 32, 32)
     assert metrics.high_frequency_energy(low) == pytest.approx(0.0, abs=1e-12)
     assert metrics.high_frequency_energy(high) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_local_patches_are_the_image_tiles():
+    """Every non-overlapping tile of every image, channels first within a row; the remainder left out."""
+    x = torch.arange(2 * 3 * 7 * 9, dtype=torch.float64).reshape(2, 3, 7, 9)
+    rows = metrics.local_patches(x, 3)
+    tiles = [x[n, :, i:i + 3, j:j + 3].reshape(-1) for n in range(2) for i in (0, 3) for j in (0, 3, 6)]
+    assert torch.equal(rows, torch.stack(tiles))
+    with pytest.raises(ValueError):
+        metrics.local_patches(x, 8)
