@@ -5,7 +5,8 @@ the samples), all measured in this one run:
     floor      the step's floating-point work (``PatchPolynomialDenoiser.flops``: the cheaper of direct
                and FFT first-layer projections, the Gram or dual matrices and their factors, the solves,
                the output) at the rate this machine reaches on a large float64 matmul
-    new        the denoiser as it is (``method="fft"``: first layer by an FFT along the rows)
+    new        the denoiser as it is (``method="auto"``: first layer by an FFT along the rows, or the
+               plain product where one patch covers the image)
     gemm       the denoiser with ``method="gemm"`` (first layer from copied-out patches, one product)
     filed      the implementation when the speed-up was asked for: per block of patches, the patches
                gathered from the images and multiplied by R, again for the samples; it shares today's
@@ -149,12 +150,12 @@ def main() -> None:
     print(f"{n} training images {c}x{h}x{w}, {args.samples} samples, {len(schedule)} DDIM steps, device "
           f"{device}, torch threads {torch.get_num_threads()}, float64 matmul {rate / 1e9:.1f} GFLOP/s")
     if device.type == "cuda":
-        time_step(data[:8], x[:2], levels[-1], 3, 8, "fft", device)  # warm-up
+        time_step(data[:8], x[:2], levels[-1], 3, 8, "auto", device)  # warm-up
         torch.cuda.reset_peak_memory_stats(device)
     rows = []
     for step, ((p, f), a) in enumerate(zip(schedule, levels)):
         floor = PatchPolynomialDenoiser(data, [(p, f)]).flops(0, args.samples)["total"] / rate
-        new, out = time_step(data, x, a, p, f, "fft", device)
+        new, out = time_step(data, x, a, p, f, "auto", device)
         gemm = filed = loop = float("nan")
         if not args.no_baselines:
             gemm, other = time_step(data, x, a, p, f, "gemm", device)

@@ -111,7 +111,7 @@ def test_every_projection_method_is_the_patch_product(h, w, p):
     b = torch.randn(7, generator=g, dtype=torch.float64)
     u, v = 1 if h > p else 0, w - p  # one start, checked against the plain product
     expected = y[:, :, u:u + p, v:v + p].reshape(5, -1) @ r.T + b  # [N, F]
-    for method in ("gemm", "fft"):
+    for method in ("gemm", "fft", "auto"):
         z = projections(y, r, b, p, method)
         assert z.shape == (h - p + 1, w - p + 1, 5, 7)
         torch.testing.assert_close(z[u, v], expected, rtol=1e-10, atol=1e-10)

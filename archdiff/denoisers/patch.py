@@ -27,11 +27,12 @@ rate, and degree-3 features with a 1e-5 ridge give Gram matrices with condition 
 ~F / 1e-5 that float32 would not solve accurately.
 
 First layer for every patch at once. R y_P + b for every clamped start (u, v) is the cross-correlation of
-the image with the F filters R [F, C, p, p] (``projections``): with an FFT along the rows (``"fft"``, the
-default), which turns the sum along each patch row into one matrix product per frequency, about
+the image with the F filters R [F, C, p, p] (``projections``): with an FFT along the rows (``"fft"``),
+which turns the sum along each patch row into one matrix product per frequency, about
 4 N (H - p + 1) F (W/2 + 1) (2 C p + W - p + 1) flops; or as matrix products of copied-out patches
 (``"gemm"``, 2 N F C p^2 (H - p + 1)(W - p + 1) flops, fewer for p <= 7 but memory-bound on a CPU:
-measured 2-4x slower there). ``flops`` counts the work of one level.
+measured 1.3-4x slower there). ``"auto"`` (the default) takes fft, or gemm where a single patch covers
+the image (the plain product, nothing copied). ``flops`` counts the work of one level.
 
 The authors' released code loops over every pixel in Python, fitting one regression per pixel; it does not
 make clear whether each pixel draws its own random matrix. Here one R per step is shared by all patches of
@@ -131,7 +132,7 @@ def blocks(height: int, width: int, p: int, max_patches: int, device=None) -> li
     return out
 
 
-PROJECTION_METHODS = ("fft", "gemm")
+PROJECTION_METHODS = ("auto", "fft", "gemm")
 WORK_BYTES = 2**29  # bounds the working set of one chunk of the projections
 
 
@@ -144,12 +145,15 @@ def projection_flops(n: int, c: int, h: int, w: int, p: int, f: int) -> dict[str
             "fft": 4.0 * n * nu * f * nk * (2 * c * p + nv)}
 
 
-def projections(img: torch.Tensor, r: torch.Tensor, b: torch.Tensor, p: int, method: str = "fft"):
+def projections(img: torch.Tensor, r: torch.Tensor, b: torch.Tensor, p: int, method: str = "auto"):
     """R y_P + b for every clamped p x p patch start (u, v) of images [N, C, H, W]: [U, V, N, F],
-    U = H - p + 1, V = W - p + 1 (laid out per start, so a rectangle of starts is a view)."""
+    U = H - p + 1, V = W - p + 1 (laid out per start, so a rectangle of starts is a view).
+    ``method="auto"``: gemm for a single start (the plain product, nothing copied), else fft."""
     n, c, h, w = img.shape
     f, nu, nv = r.shape[0], h - p + 1, w - p + 1
     out = img.new_empty(nu, nv, n, f)
+    if method == "auto":
+        method = "gemm" if nu == nv == 1 else "fft"
     if method == "gemm":
         _direct_projections(img, r, out)
     elif method == "fft":
@@ -256,7 +260,7 @@ class PatchPolynomialDenoiser(LevelFitted):
         seed: int = 0,
         recipe: str | Recipe = "authors",
         max_chunk_bytes: int = 2**30,
-        method: str = "fft",
+        method: str = "auto",
     ):
         super().__init__()
         if data.ndim != 4:
