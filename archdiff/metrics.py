@@ -4,8 +4,8 @@ Notation: x = generated samples, ref = reference samples or training set, D = pr
 - Memorization (Yoon et al. 2023; Gu et al. 2023): sample x is a *copy* when
   |x - t_1| < |x - t_2| / 3 for its nearest and second-nearest training points t_1, t_2.
 - Sliced Wasserstein-2 over random unit directions; MMD^2 with a Gaussian kernel (median bandwidth).
-  On ``local_patches`` of images the sliced Wasserstein compares local structure (texture, edges,
-  colour) whatever the global layout.
+  On ``local_patches`` of images (each minus its mean) the sliced Wasserstein compares local structure
+  (texture, edges) whatever the global layout and brightness.
 - TwoNN intrinsic dimension (Facco et al. 2017): d = (N - 1) / sum_i log(r2_i / r1_i).
 - Effective rank (Roy & Vetterli 2007): exp(entropy of the normalized singular values).
 - Moments against a Gaussian target N(mean, V diag(lam) V^T) given by its eigenpairs, so image-sized
@@ -117,14 +117,16 @@ def sliced_wasserstein(
     return float(((px - py) ** 2).mean().sqrt())
 
 
-def local_patches(images: torch.Tensor, size: int) -> torch.Tensor:
+def local_patches(images: torch.Tensor, size: int, centred: bool = False) -> torch.Tensor:
     """The non-overlapping size x size patches of images [N, C, H, W], each a row: [N P, C size^2]
-    (P = (H // size) (W // size); a remainder at the right and bottom edges is left out)."""
+    (P = (H // size) (W // size); a remainder at the right and bottom edges is left out). ``centred``:
+    each patch minus its own mean value, its structure without its brightness."""
     if images.ndim != 4 or not 1 <= size <= min(images.shape[-2:]):
         raise ValueError(f"need images [N, C, H, W] and 1 <= size <= min(H, W), got {tuple(images.shape)}, "
                          f"size {size}")
     t = images.unfold(2, size, size).unfold(3, size, size)  # [N, C, H', W', size, size]
-    return t.permute(0, 2, 3, 1, 4, 5).reshape(-1, images.shape[1] * size * size)
+    rows = t.permute(0, 2, 3, 1, 4, 5).reshape(-1, images.shape[1] * size * size)
+    return rows - rows.mean(1, keepdim=True) if centred else rows
 
 
 def mmd(a: torch.Tensor, b: torch.Tensor, bandwidth: float | None = None) -> float:

@@ -89,5 +89,8 @@ def test_local_patches_are_the_image_tiles():
     rows = metrics.local_patches(x, 3)
     tiles = [x[n, :, i:i + 3, j:j + 3].reshape(-1) for n in range(2) for i in (0, 3) for j in (0, 3, 6)]
     assert torch.equal(rows, torch.stack(tiles))
+    centred = metrics.local_patches(x, 3, centred=True)
+    torch.testing.assert_close(centred, rows - rows.mean(1, keepdim=True))
+    torch.testing.assert_close(centred.sum(1), torch.zeros(len(rows), dtype=torch.float64))
     with pytest.raises(ValueError):
         metrics.local_patches(x, 8)

@@ -6,8 +6,8 @@ absent in the global configurations" but does not by itself give high-quality no
 patch model and the global degree-3 model sample from the same initial noise; we measure whether the
 patch model's samples are copies of training images (the field's NN-ratio test) and how far they lie
 from the training set, and whether locality changes the samples' local structure (the distribution of
-their small patches: texture, edges, colour) by more than the global model's own randomness (its random
-features and noise draws, i.e. its seed) does.
+their small patches, each minus its mean: texture, edges) by more than the global model's own
+randomness (its random features and noise draws, i.e. its seed) does.
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ def run(ctx: Context) -> Result:
     sets = [glob, *others]  # the global model under different seeds: its own randomness
     size = max(2, min(h, w) // LOCAL_FRACTION)  # local patches: 8 x 8 at 64 x 64, 3 x 3 at 25 x 25
 
-    def local(a, b):  # sliced Wasserstein between the two sets' local patches
-        return metrics.sliced_wasserstein(metrics.local_patches(a, size), metrics.local_patches(b, size))
+    def local(a, b):  # sliced Wasserstein between the two sets' local patches, each minus its mean
+        return metrics.sliced_wasserstein(metrics.local_patches(a, size, centred=True),
+                                          metrics.local_patches(b, size, centred=True))
 
     pairs = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1:]]
     null = torch.tensor([metrics.sliced_wasserstein(a, b) for a, b in pairs])
@@ -109,10 +110,11 @@ def run(ctx: Context) -> Result:
         Claim.at_least(
             "locality-changes-samples",
             f"Locality changes the local structure of what is generated (the paper's 'visual nuances'): the "
-            f"sliced Wasserstein distance between the {size} x {size} patches of the patch and of the global "
-            f"samples exceeds what the global model's own randomness gives -- the mean + {NULL_SDS:g} SD of "
-            f"the same distance between its sample sets under {c['null_seeds'] + 1} seeds (random features "
-            f"and noise draws). Sets, not pairs: the global samples change completely with the seed.",
+            f"sliced Wasserstein distance between the {size} x {size} patches (each minus its mean: texture "
+            f"and edges, not brightness) of the patch and of the global samples exceeds what the global "
+            f"model's own randomness gives -- the mean + {NULL_SDS:g} SD of the same distance between its "
+            f"sample sets under {c['null_seeds'] + 1} seeds (random features and noise draws). Sets, not "
+            f"pairs: the global samples change completely with the seed.",
             m["local_sliced_wasserstein.patch_vs_global"],
             float(local_null.mean() + NULL_SDS * local_null.std())),
     ]
