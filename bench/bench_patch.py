@@ -9,8 +9,9 @@ the samples), all measured in this one run:
                plain product where one patch covers the image)
     gemm       the denoiser with ``method="gemm"`` (first layer from copied-out patches, one product)
     filed      the implementation when the speed-up was asked for: per block of patches, the patches
-               gathered from the images and multiplied by R, again for the samples; it shares today's
-               features and ridge solver, so new / filed understates the gain
+               gathered from the images and multiplied by R (again for the samples), the ridge solved
+               on normal equations scaled by 1/M (copies of every Gram matrix); centred as the recipe
+               says, so that its output equals the others' (the filed code predates the centring)
     per-pixel  the reference loop kept in ``tests/test_patch.py`` (one least squares per pixel on its
                clamped patch), timed on ``--loop-pixels`` pixels and extrapolated to all H x W pixels
 
@@ -23,6 +24,7 @@ the samples), all measured in this one run:
 from __future__ import annotations
 
 import argparse
+import math
 import resource
 import sys
 import time
@@ -32,8 +34,8 @@ import torch
 
 from archdiff.data.images import load_images
 from archdiff.denoisers.patch import PatchPolynomialDenoiser, blocks, scaled_schedule
-from archdiff.denoisers.polynomial import fit_noise
-from archdiff.linalg import flatten
+from archdiff.denoisers.polynomial import Recipe, fit_noise
+from archdiff.linalg import cholesky_solve, flatten, jacobi, solve_psd
 from archdiff.samplers import initial_noise
 from archdiff.schedule import noisy, sampling_levels
 from archdiff.threads import keep_freed_memory
@@ -87,6 +89,33 @@ def gathered(img: torch.Tensor, u: torch.Tensor, v: torch.Tensor, p: int) -> tor
     return t.movedim(2, 0).reshape(len(u), img.shape[0], -1)
 
 
+def filed_solve(phi: torch.Tensor, target: torch.Tensor, ridge: float, recipe: Recipe) -> torch.Tensor:
+    """The filed ridge solve, with the recipe's free offset done as today (centred data, then the solve)."""
+    relative = recipe.relative_ridge
+    if not recipe.centred:
+        return filed_ridge(phi, target, ridge, relative)
+    m = phi.shape[-2]
+    mean_phi, mean_target = phi[..., :-1].mean(-2, keepdim=True), target.mean(-2, keepdim=True)
+    scaled = ridge if relative else ridge * (m - 1) / m  # as ridge_solve_batched(intercept=True)
+    w = filed_ridge(phi[..., :-1] - mean_phi, target - mean_target, scaled, relative)
+    return torch.cat([w, mean_target - mean_phi @ w], -2)
+
+
+def filed_ridge(phi: torch.Tensor, target: torch.Tensor, ridge: float, relative: bool) -> torch.Tensor:
+    """The filed solver: scaled normal equations (F <= M), or the scaled dual system, by Cholesky."""
+    m, f = phi.shape[-2:]
+    if f <= m:
+        return solve_psd(phi.mT @ phi / m, phi.mT @ target / m, ridge, "cholesky", relative)
+    d = jacobi(phi.square().sum(-2) / m, relative)
+    psi = phi / (d[..., None, :] * math.sqrt(m))
+    k = psi @ psi.mT + ridge * torch.eye(m, dtype=phi.dtype, device=phi.device)
+    if f < target.shape[-1]:
+        w = cholesky_solve(k, psi).mT @ (target / math.sqrt(m))
+    else:
+        w = psi.mT @ cholesky_solve(k, target / math.sqrt(m))
+    return w / d[..., :, None]
+
+
 def time_filed(data, x, level: float, p: int, f: int, device) -> tuple[float, torch.Tensor]:
     """The filed implementation's seconds for one step (see the module docstring), and its output."""
     den = PatchPolynomialDenoiser(data, [(p, f)])
@@ -103,7 +132,7 @@ def time_filed(data, x, level: float, p: int, f: int, device) -> tuple[float, to
                                 indexing="ij")
         u, v = uu.reshape(-1).to(device), vv.reshape(-1).to(device)
         phi = den.features(gathered(y, u, v, p) @ r.T + b, None)  # [Q, N, F + 1]
-        weights = den.recipe.solve(phi, blk.pixels(den.data), den.ridge)  # [Q, F + 1, C r c]
+        weights = filed_solve(phi, blk.pixels(den.data), den.ridge, den.recipe)  # [Q, F + 1, C r c]
         blk.put(out, den.features(gathered(xq, u, v, p) @ r.T + b, None) @ weights)
     sync(device)
     return time.perf_counter() - t, out
