@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("reproduce", help="run every experiment and write the report")
     _common(rep)
     rep.add_argument("--force", action="store_true", help="rerun experiments already finished")
-    rep.add_argument("--only", nargs="+", default=None, metavar="ID", help="run only these ids")
+    rep.add_argument("--only", nargs="+", default=None, metavar="ID",
+                     help="run only these ids (separated by spaces or commas)")
     return parser
 
 
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             _print_claims(summary["experiments"][0]["claims"])
             print(f"wrote {args.out}/; report: {args.out}/report.html")
         else:
-            summary = reproduce(args.scale, force=args.force, only=args.only, **sweep)
+            only = [i for arg in args.only for i in arg.split(",") if i] if args.only else None
+            summary = reproduce(args.scale, force=args.force, only=only, **sweep)
             if "seeds" in summary:
                 print(f"claims reproduced in every seed: {summary['claims_reproduced']} of "
                       f"{summary['claims_total']}; report: {args.out}/report.html")

@@ -67,3 +67,13 @@ def test_readme_python_example_runs():
     namespace: dict = {}
     exec(compile(block.group(1), "README.md", "exec"), namespace)
     assert 0 <= namespace["copies"] <= 1 and namespace["distance"] > 0
+
+
+def test_reproduce_only_takes_ids_separated_by_spaces_or_commas(tmp_path):
+    ids = ["fig2-linear-gmm", "fig6-linear-retrain"]
+    for argv, out in [(ids, tmp_path / "spaces"), ([",".join(ids)], tmp_path / "commas")]:
+        assert main(["reproduce", "--only", *argv, "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+        assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ids
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(main(["reproduce", "--only", "fig2-linear-gmm,nope", "--out", str(tmp_path / "x")]))
+    assert e.value.code == 2
