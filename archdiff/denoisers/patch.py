@@ -303,12 +303,17 @@ class PatchPolynomialDenoiser(LevelFitted):
         Cholesky factors, the solves and the output: {"projections", "gram", "solve", "apply", "total"}."""
         n, c, h, w = self.data.shape
         p, f = self.schedule[step]
-        starts = (h - p + 1) * (w - p + 1)
-        k = min(f + 1, n)
+        k = min(f + 1, n)  # the order of the system solved: normal equations, or the dual's
+        solve = 0.0
+        for us, rows in axis_groups(h, p):  # a patch class: its count and its D target columns
+            for vs, cols in axis_groups(w, p):
+                d = c * rows.shape[1] * cols.shape[1]
+                right = d if f + 1 <= n else min(f + 1, d)  # the dual solves for the narrower side
+                solve += len(us) * len(vs) * (2.0 * k * k * right + 2.0 * n * (f + 1) * d)
         cost = {
             "projections": min(projection_flops(n + batch, c, h, w, p, f).values()),
-            "gram": starts * (2.0 * n * k * k + k**3 / 3),
-            "solve": 2.0 * c * h * w * (2 * k * k + n * (f + 1)),  # every pixel's targets through the factor
+            "gram": (h - p + 1) * (w - p + 1) * (2.0 * n * k * k + k**3 / 3),
+            "solve": solve,  # triangular solves and the products with the targets
             "apply": 2.0 * batch * c * h * w * (f + 1),
         }
         return {**cost, "total": sum(cost.values())}
