@@ -1,0 +1,200 @@
+"""The paper's sizes on one GPU, in one short run: closed-form sampling, training throughput, experiments.
+
+A GPU is lent for minutes at a time, so everything it should measure is here, rehearsed on the CPU with
+``--smoke`` (tiny sizes, every code path; run in the tests). Writes ``OUT/<date>-<device>.json`` and a
+Markdown table beside it after every section, so a run stopped by its time limit keeps what it measured.
+
+Keys (seconds include the fits; the paper's sizes unless ``--smoke``):
+    patch_poly_10step_s, patch_poly_peak_gb  10-step patch-polynomial sampling of 16 images, 1000 training
+                                             images 64x64x3, the paper's patch / width schedule
+    global_poly_50step_s                     degree-27 global polynomial, 64 images, 50 DDIM steps
+    linear_10step_s                          linear (Wiener) denoiser, 64 images, 10 DDIM steps
+    perlevel_unet_img_per_s                  fig1's default UNet, 50 levels trained together by the engine
+                                             (training images x levels per second)
+    plainloop_unet_img_per_s                 the same UNet, one level, a plain loop (engine "loop")
+    fig1_perlevel_projected_min              5 variants x 50 levels x 500 epochs x 1000 images at the
+                                             engine's rate
+    experiments                              per experiment id: seconds, claims holding / total, failing
+                                             claims; ``skipped`` lists those the time budget left out
+
+    python bench/gpu_paper.py --data celeba:PATH [--budget-s 420] [--out bench/results]
+    python bench/gpu_paper.py --smoke --out /tmp/smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from archdiff.data.images import load_images
+from archdiff.denoisers import LinearDenoiser, PolynomialDenoiser
+from archdiff.denoisers.networks import NetSpec
+from archdiff.denoisers.patch import PatchPolynomialDenoiser, scaled_schedule
+from archdiff.errors import resolve_device
+from archdiff.experiments import get
+from archdiff.runner import run_experiment, write_atomic
+from archdiff.samplers import ddim, initial_noise
+from archdiff.schedule import sampling_levels
+from archdiff.threads import keep_freed_memory
+from archdiff.training import TrainConfig, train
+
+PAPER = {"n_train": 1000, "size": 64, "patch_samples": 16, "samples": 64, "poly_degree": 27, "poly_steps": 50,
+         "linear_steps": 10, "unet_levels": 50, "unet_images": 1000, "unet_batch": 128, "unet_channels": 32,
+         "unet_blocks": 3, "scale": "paper", "experiments": ["fig7-poly-images", "fig8-patch-poly",
+                                                              "fig9-mlp-width", "fig1-unet-variants"]}
+SMOKE = {"n_train": 24, "size": 16, "patch_samples": 4, "samples": 8, "poly_degree": 3, "poly_steps": 5,
+         "linear_steps": 4, "unet_levels": 3, "unet_images": 16, "unet_batch": 8, "unet_channels": 4,
+         "unet_blocks": 1, "scale": "quick", "experiments": ["fig2-linear-gmm"]}
+FIG1_WORK = 5 * 50 * 500 * 1000  # variants x levels x epochs x images: the paper's fig1 training
+
+
+class Report:
+    """The results so far, rewritten as JSON and Markdown after every section."""
+
+    def __init__(self, out: Path, device: torch.device, smoke: bool):
+        name = torch.cuda.get_device_name(device).replace(" ", "-") if device.type == "cuda" else "cpu"
+        stem = f"{datetime.date.today().isoformat()}-{name}{'-smoke' if smoke else ''}"
+        self.json, self.md = out / f"{stem}.json", out / f"{stem}.md"
+        self.data: dict = {"device": name, "smoke": smoke, "torch": torch.__version__, "experiments": {},
+                           "skipped": []}
+
+    def put(self, **values) -> None:
+        self.data.update(values)
+        self.write()
+
+    def write(self) -> None:
+        write_atomic(self.json, json.dumps(self.data, indent=2) + "\n")
+        rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                for k, v in self.data.items() if not isinstance(v, (dict, list))]
+        rows += [f"| {i} | {e['holding']} claims, {e['seconds']:.0f} s, failing: {e['failing'] or 'none'} |"
+                 for i, e in self.data["experiments"].items()]
+        rows += [f"| skipped | {', '.join(self.data['skipped']) or 'none'} |"]
+        write_atomic(self.md, "| key | value |\n|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> float:
+    """Seconds of fn() (synchronized on CUDA)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def peak_gb(device: torch.device) -> float:
+    """Peak memory so far: allocated on the GPU, or the process's max RSS on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def images(args, s: dict, device: torch.device) -> torch.Tensor:
+    """The training images: the data spec's, or seeded random smooth ones for the smoke run."""
+    if args.data and not args.smoke:
+        return load_images(args.data, n=s["n_train"], size=s["size"]).to(device)
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(s["n_train"], 3, 4, 4, generator=g)
+    up = torch.nn.functional.interpolate(low, size=(s["size"], s["size"]), mode="bilinear")
+    return up.tanh().to(device)
+
+
+def closed_form(report: Report, data: torch.Tensor, s: dict, device: torch.device) -> None:
+    """The closed-form samplings: patch polynomial, degree-27 global polynomial, linear."""
+    shape = tuple(data.shape[1:])
+    schedule = scaled_schedule(s["size"])
+    levels = sampling_levels("cosine", len(schedule))
+    x = initial_noise(s["patch_samples"], shape, seed=0, device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    patch = PatchPolynomialDenoiser(data, schedule, levels[:-1])
+    report.put(patch_poly_10step_s=timed(lambda: ddim(patch, x, levels, progress=False), device),
+               patch_poly_peak_gb=peak_gb(device))
+    x = initial_noise(s["samples"], shape, seed=0, device=device)
+    poly = PolynomialDenoiser(data, s["poly_degree"])
+    steps = sampling_levels("cosine", s["poly_steps"])
+    report.put(global_poly_50step_s=timed(lambda: ddim(poly, x, steps, progress=False), device))
+    steps = sampling_levels("cosine", s["linear_steps"])
+    linear = timed(lambda: ddim(LinearDenoiser.fit(data), x, steps, progress=False), device)  # fit included
+    report.put(linear_10step_s=linear)
+
+
+def training(report: Report, data: torch.Tensor, s: dict, device: torch.device) -> None:
+    """Per-level UNet training throughput: the engine on all levels vs a plain loop on one level."""
+    spec = NetSpec("unet", {"in_channels": data.shape[1], "base_channels": s["unet_channels"],
+                            "num_blocks": s["unet_blocks"], "norm": "batch", "bias": False})
+    levels = sampling_levels("cosine", s["unet_levels"])[:-1].tolist()
+    imgs = data[: s["unet_images"]]
+    base = {"epochs": 1, "batch_size": s["unet_batch"]}
+    warm = TrainConfig(**base, levels=levels[:1])  # kernels, imports
+    train(spec, imgs[: s["unet_batch"]], warm, device=device, progress=False)
+    engine = timed(lambda: train(spec, imgs, TrainConfig(**base, levels=levels), device=device,
+                                 progress=False), device)
+    plain = timed(lambda: train(spec, imgs, TrainConfig(**base, levels=levels[:1], engine="loop"),
+                                device=device, progress=False), device)
+    rate = len(imgs) * len(levels) / engine
+    report.put(perlevel_unet_img_per_s=rate, plainloop_unet_img_per_s=len(imgs) / plain,
+               fig1_perlevel_projected_min=FIG1_WORK / rate / 60)
+
+
+def experiments(report: Report, args, s: dict, start: float) -> None:
+    """The experiments at the scale, in order, while the time budget lasts (each written when done)."""
+    with tempfile.TemporaryDirectory() as runs:
+        for i, exp_id in enumerate(s["experiments"]):
+            left = args.budget_s - (time.perf_counter() - start)
+            projected = report.data.get("fig1_perlevel_projected_min", 0) * 60
+            if left <= 0 or (exp_id == "fig1-unet-variants" and projected > left):
+                report.put(skipped=s["experiments"][i:] if left <= 0 else [*report.data["skipped"], exp_id])
+                if left <= 0:
+                    return
+                continue
+            t = time.perf_counter()
+            rec = run_experiment(get(exp_id), s["scale"], device=args.device, out=runs, progress=False,
+                                 data=None if args.smoke else args.data)
+            holding = sum(c["holds"] for c in rec["claims"])
+            report.data["experiments"][exp_id] = {
+                "seconds": time.perf_counter() - t, "holding": f"{holding}/{len(rec['claims'])}",
+                "failing": [c["id"] for c in rec["claims"] if not c["holds"]]}
+            report.write()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="the paper's images, e.g. celeba:PATH (not for --smoke)")
+    ap.add_argument("--out", default="bench/results", help="folder for the JSON and the Markdown table")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--budget-s", type=float, default=420.0,
+                    help="wall seconds after which no experiment starts")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, every code path, on any device")
+    args = ap.parse_args()
+    if not args.smoke and not args.data:
+        ap.error("the paper's run needs --data celeba:PATH (or --smoke)")
+    start = time.perf_counter()
+    keep_freed_memory()
+    device = resolve_device(args.device)
+    args.device = device.type
+    s = SMOKE if args.smoke else PAPER
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out, device, args.smoke)
+    data = images(args, s, device)
+    for section in (closed_form, training):
+        section(report, data, s, device)
+    experiments(report, args, s, start)
+    report.put(total_s=time.perf_counter() - start)
+    print(report.md.read_text())
+
+
+if __name__ == "__main__":
+    main()
