@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+import tomllib
 
 from archdiff.errors import RunFailed
 from archdiff.experiments import UserError, get, registry
@@ -28,6 +31,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None,
                    help="image data for the image experiments: lfw | digits | celeba:PATH | "
                         "folder:PATH | npz:PATH")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="change one of the experiment's settings, the value written as TOML (steps=10, "
+                        "widths=[64, 8], recipe=column; repeatable; applied after --config)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="settings from a TOML file: KEY = VALUE lines, or a run's own config.toml (its "
+                        "[config] table) to replay that run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help=f"CPU threads for torch (default: ${ENV}, else {DEFAULT_THREADS}; "
@@ -58,6 +67,28 @@ def cluster_options(args: argparse.Namespace) -> dict:
     return {k: v for k, v in opts.items() if v is not None}
 
 
+def settings(items: list[str], config_file: str | None) -> dict:
+    """The overrides from --config FILE, then each --set KEY=VALUE (values parsed as TOML, else text)."""
+    out = {}
+    if config_file:
+        try:
+            table = tomllib.loads(Path(config_file).read_text())
+        except OSError as e:
+            raise UserError(f"--config {config_file}: cannot read it ({e.strerror})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"--config {config_file}: not valid TOML ({e})") from None
+        out.update(table["config"] if isinstance(table.get("config"), dict) else table)
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: write it as KEY=VALUE, e.g. --set steps=10")
+        try:
+            out[key.strip()] = tomllib.loads(f"value = {raw.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = raw.strip()  # a bare word: text
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = _Parser(prog="archdiff", description=__doc__)
@@ -86,13 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{exp.id}\t{exp.title}")
             return 0
         seeds = parse_seeds(args.seeds) if args.seeds else None
+        overrides = settings(args.settings, args.config)
         sweep = dict(seed=args.seed, seeds=seeds, device=args.device, out=args.out, data=args.data,
                      progress=not args.quiet, threads=args.threads, executor=args.executor, jobs=args.jobs,
-                     cluster=cluster_options(args))
+                     cluster=cluster_options(args), overrides=overrides)
         if args.command == "run" and seeds is None and args.executor == "inline":
             record = run_experiment(get(args.id), args.scale, seed=args.seed, device=args.device,
                                     out=args.out, data=args.data, progress=not args.quiet,
-                                    threads=args.threads)
+                                    threads=args.threads, overrides=overrides)
             _print_claims(record["claims"])
             print(f"wrote {args.out}/{args.id}/ in {record['seconds']:.1f} s")
         elif args.command == "run":

@@ -62,7 +62,15 @@ def _about(r: dict) -> str:
     return (f"<p class='about'>Data: {data}; scale <b>{html.escape(r['scale'])}</b>; "
             f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; "
             f"{html.escape(str(r.get('device', '?')))}, {r.get('threads', '?')} CPU thread(s); "
-            f"run time {', '.join(f'{t:.1f}' for t in seconds)} s.</p>")
+            f"run time {', '.join(f'{t:.1f}' for t in seconds)} s.{_changed(r.get('overrides'))}</p>")
+
+
+def _changed(overrides: dict | None) -> str:
+    """The settings a run changed from its scale's defaults, for the header line."""
+    if not overrides:
+        return ""
+    items = ", ".join(f"{html.escape(str(k))} = {html.escape(repr(v))}" for k, v in overrides.items())
+    return f" <b>Settings changed</b>: {items}."
 
 
 def _contents(rows: list[tuple[str, str, str, str]]) -> str:

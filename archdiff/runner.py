@@ -75,7 +75,7 @@ def run_identity(exp: Experiment, scale: str, seed: int, data: str | None,
         raise UserError(f"unknown scale {scale!r}: use {' or '.join(SCALES)}")
     return {"experiment": exp.id, "scale": scale, "seed": seeding.check_seed(seed),
             "data": data if exp.uses_images else None,  # the 2-D experiments build their own data
-            "config": {**exp.config(scale), **(overrides or {})}}
+            "config": exp.configured(scale, overrides)}
 
 
 def run_experiment(
@@ -100,7 +100,8 @@ def run_experiment(
     partial = _partial_dir(root, exp.id)
     ctx = Context(config=identity["config"], scale=scale, seed=seed, device=dev, out=partial,
                   data=identity["data"], progress=progress)
-    about = {**identity, "device": str(dev), "archdiff_version": __version__}
+    about = {**identity, "overrides": dict(overrides or {}), "device": str(dev),
+             "archdiff_version": __version__}
     _write_toml(partial / "config.toml", about)
     with threads_policy(threads) as n_threads:
         start = time.perf_counter()
@@ -111,6 +112,7 @@ def run_experiment(
     record = {
         "experiment": exp.id, "title": exp.title, "paper": exp.paper, "scale": scale,
         "seed": seed, "device": str(dev), "threads": n_threads, "seconds": round(seconds, 3),
+        "overrides": _jsonable(dict(overrides or {})),
         "data": {k: ctx.resolved[k] for k in ("data_source", "n_train", "data_shape") if k in ctx.resolved},
         "metrics": _jsonable(result.metrics), "claims": [c.to_dict() for c in result.claims],
         "figures": list(result.figures),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from archdiff import __version__, seeding
@@ -36,6 +36,7 @@ class Run:
     exp_id: str
     seed: int
     root: Path
+    overrides: dict = field(default_factory=dict)  # the settings changed for this experiment
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -59,12 +60,12 @@ def seed_root(out: Path, seed: int, several: bool) -> Path:
 
 
 def run_job(exp_id: str, scale: str, seed: int, device: str, root: str, data: str | None,
-            threads: int | None, progress: bool = False) -> str:
+            threads: int | None, progress: bool = False, overrides: dict | None = None) -> str:
     """One run, in this process or as a cluster job (a picklable top-level function); returns its folder."""
     from archdiff.experiments import get
 
     run_experiment(get(exp_id), scale, seed=seed, device=device, out=root, data=data, progress=progress,
-                   threads=threads)
+                   threads=threads, overrides=overrides)
     return str(Path(root) / exp_id)
 
 
@@ -79,7 +80,7 @@ def dispatch(runs: list[Run], executor: str, *, scale: str, device: str, data: s
     if executor == "inline":
         for r in runs:
             log(f"[run]  {r.exp_id} (seed {r.seed}): {get(r.exp_id).title}")
-            run_job(r.exp_id, scale, r.seed, device, str(r.root), data, threads, progress)
+            run_job(r.exp_id, scale, r.seed, device, str(r.root), data, threads, progress, r.overrides)
         return
     try:
         import submitit
@@ -91,8 +92,8 @@ def dispatch(runs: list[Run], executor: str, *, scale: str, device: str, data: s
     failed = []
     for start in range(0, len(runs), width):
         batch = runs[start:start + width]
-        submitted = [ex.submit(run_job, r.exp_id, scale, r.seed, device, str(r.root), data, threads)
-                     for r in batch]
+        submitted = [ex.submit(run_job, r.exp_id, scale, r.seed, device, str(r.root), data, threads, False,
+                               r.overrides) for r in batch]
         for r, job in zip(batch, submitted):
             log(f"[job]  {r.exp_id} (seed {r.seed}): job {job.job_id}")
         for r, job in zip(batch, submitted):
@@ -120,10 +121,12 @@ def reproduce(
     executor: str = "inline",
     jobs: int = 1,
     cluster: dict | None = None,
+    overrides: dict | None = None,
 ) -> dict:
     """Run every registered experiment (or ``only`` these) at every seed, skipping finished runs of the
     same identity unless ``force``; then write summary.json and report.html (see the module docstring).
-    Returns the summary (over seeds when there are several)."""
+    ``overrides`` change settings in the experiments that have them (a setting none of them has is a
+    UserError). Returns the summary (over seeds when there are several)."""
     from archdiff.experiments import registry
 
     root = prepare_out(Path(out))
@@ -136,10 +139,17 @@ def reproduce(
         if unknown:
             raise UserError(f"unknown experiment(s) {', '.join(unknown)}; see 'archdiff list'")
         exps = {i: exps[i] for i in only}
-    runs = [Run(e.id, s, prepare_out(seed_root(root, s, several))) for s in seeds for e in exps.values()]
+    changed = {e.id: {k: v for k, v in (overrides or {}).items() if k in e.config(scale)}
+               for e in exps.values()}
+    unused = [k for k in overrides or {} if not any(k in c for c in changed.values())]
+    if unused:
+        raise UserError(f"no experiment run here has the setting(s) {', '.join(unused)}; see the 'config' "
+                        f"table of a run's config.toml for an experiment's settings")
+    runs = [Run(e.id, s, prepare_out(seed_root(root, s, several)), changed[e.id])
+            for s in seeds for e in exps.values()]
     todo = []
     for r in runs:
-        identity = run_identity(exps[r.exp_id], scale, r.seed, data)
+        identity = run_identity(exps[r.exp_id], scale, r.seed, data, r.overrides)
         if not force and is_finished(r.root / r.exp_id) and same_run(r.root / r.exp_id, identity):
             log(f"[skip] {r.exp_id} (seed {r.seed}): finished result already in {r.root / r.exp_id} "
                 f"(use --force to rerun)")

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from archdiff.cli import main
 from archdiff.experiments import registry
@@ -77,3 +78,46 @@ def test_reproduce_only_takes_ids_separated_by_spaces_or_commas(tmp_path):
     with pytest.raises(SystemExit) as e:
         raise SystemExit(main(["reproduce", "--only", "fig2-linear-gmm,nope", "--out", str(tmp_path / "x")]))
     assert e.value.code == 2
+
+
+def test_set_and_config_change_settings_and_are_recorded(tmp_path, capsys):
+    out = tmp_path / "a"
+    argv = ["run", "fig2-linear-gmm", "--set", "steps=[10, 50]", "--set", "schedule=linear", "--quiet"]
+    assert main([*argv, "--out", str(out)]) == 0
+    record = json.loads((out / "fig2-linear-gmm" / "metrics.json").read_text())
+    assert record["overrides"] == {"steps": [10, 50], "schedule": "linear"}
+    config = (out / "fig2-linear-gmm" / "config.toml").read_text()
+    assert 'schedule = "linear"' in config
+    assert main(["reproduce", "--only", "fig2-linear-gmm", "--set", "schedule=linear", "--quiet",
+                 "--out", str(tmp_path / "r")]) == 0
+    report = (tmp_path / "r" / "report.html").read_text()
+    assert "Settings changed</b>: schedule = &#x27;linear&#x27;" in report
+    # a run's own config.toml replays it: the same [config] table
+    replay = tmp_path / "b"
+    assert main(["run", "fig2-linear-gmm", "--config", str(out / "fig2-linear-gmm" / "config.toml"),
+                 "--quiet", "--out", str(replay)]) == 0
+    tables = [tomllib.loads((d / "fig2-linear-gmm" / "config.toml").read_text())["config"]
+              for d in (out, replay)]
+    assert tables[0] == tables[1]
+
+
+@pytest.mark.parametrize("setting, message", [("stepz=3", "unknown setting 'stepz'"),
+                                              ("steps=abc", "expected a value like its default"),
+                                              ("n_train=2.5", "expected a value like its default"),
+                                              ("steps", "KEY=VALUE")])
+def test_bad_settings_are_one_line_and_write_nothing(setting, message, tmp_path, capsys):
+    assert main(["run", "fig2-linear-gmm", "--set", setting, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "fig2-linear-gmm").exists()
+
+
+def test_overridden_run_is_not_taken_for_the_standard_one(tmp_path, capsys):
+    out = str(tmp_path)
+    assert main(["run", "fig6-linear-retrain", "--set", "n_samples=40", "--quiet", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["reproduce", "--only", "fig6-linear-retrain", "--quiet", "--out", out]) == 0
+    assert "[skip]" not in capsys.readouterr().out  # a different identity: run again
+    assert main(["reproduce", "--only", "fig6-linear-retrain", "--quiet", "--out", out]) == 0
+    assert "[skip]" in capsys.readouterr().out  # now the standard run is there
+    assert main(["reproduce", "--only", "fig6-linear-retrain", "--set", "stepz=1", "--out", out]) == 2

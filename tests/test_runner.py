@@ -121,3 +121,15 @@ def test_claims_over_seeds_are_reproduced_only_when_they_hold_in_every_seed(tmp_
         assert json.loads((tmp_path / f"seed-{s}" / "summary.json").read_text())["seed"] == s
     html = (tmp_path / "report.html").read_text()
     assert "not reproduced" in html and "1 of 2" in html
+
+
+def test_python_overrides_are_checked_like_the_command_line(tmp_path):
+    from archdiff.errors import UserError
+    from archdiff.experiments import get
+    from archdiff.runner import run_experiment
+
+    with pytest.raises(UserError, match="unknown setting 'stepz'"):
+        run_experiment(get("fig2-linear-gmm"), overrides={"stepz": 3}, out=tmp_path)
+    with pytest.raises(UserError, match="expected a value like"):
+        run_experiment(get("fig2-linear-gmm"), overrides={"n_samples": "many"}, out=tmp_path)
+    assert not (tmp_path / "fig2-linear-gmm").exists()

@@ -122,6 +122,26 @@ class Context:
         return data.to(self.device)
 
 
+def checked_setting(name: str, default: Any, value: Any) -> Any:
+    """``value`` if it has the type of ``default`` (an int where a float is expected becomes a float; a
+    default of None takes anything; a list's items are checked against its first item)."""
+    def fits(d, v) -> bool:
+        if d is None:
+            return True
+        if isinstance(d, bool) or isinstance(v, bool):
+            return isinstance(d, bool) and isinstance(v, bool)
+        if isinstance(d, float):
+            return isinstance(v, int | float)
+        if isinstance(d, list):
+            return isinstance(v, list) and (not d or all(fits(d[0], x) for x in v))
+        return isinstance(v, type(d))
+
+    if not fits(default, value):
+        raise UserError(f"{name} = {value!r}: expected a value like its default {default!r} "
+                        f"({type(default).__name__})")
+    return float(value) if isinstance(default, float) else value
+
+
 @dataclass(frozen=True)
 class Experiment:
     """One paper figure: id, one-line title, the paper's statement, configs per scale, run()."""
@@ -138,3 +158,14 @@ class Experiment:
         if scale not in self.scales:
             raise UserError(f"experiment {self.id} has no scale {scale!r}: use {', '.join(self.scales)}")
         return dict(self.scales[scale])
+
+    def configured(self, scale: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The scale's config with ``overrides`` applied, each checked: a setting the experiment has, with a
+        value of its default's type (a UserError naming the setting otherwise)."""
+        config = self.config(scale)
+        for key, value in (overrides or {}).items():
+            if key not in config:
+                raise UserError(f"unknown setting {key!r} for {self.id}: its settings are "
+                                f"{', '.join(config)}")
+            config[key] = checked_setting(f"{self.id} setting {key}", config[key], value)
+        return config
