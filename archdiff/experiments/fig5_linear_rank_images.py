@@ -29,7 +29,7 @@ RANK_RTOL = 1e-8  # eigenvalues above this fraction of the largest count towards
 SIGMAS = 4  # claims on moments allow 4 sampling standard deviations
 HF_BATCHES = 10  # standard error of the high-frequency energy from this many disjoint batches
 QUICK = {"data": "lfw", "n_train": None, "image_size": None, "ranks": [5, 20], "n_samples": 2000, "steps": 10,
-         "fine_steps": 1000, "schedule": "cosine"}
+         "fine_steps": 1000, "schedule": "cosine", "grid_columns": 8}
 
 
 def run(ctx: Context) -> Result:

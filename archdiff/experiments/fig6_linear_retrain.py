@@ -31,7 +31,7 @@ from archdiff.theory import GaussianPrediction
 SIGMAS = 4  # moment claims allow 4 sampling standard deviations
 DIRECT_MAX_STEPS = 100  # longer grids are drawn through DDIM's exact affine form
 QUICK = {"data": "lfw", "n_train": None, "image_size": None, "n_samples": 1000, "steps": 10,
-         "fine_steps": 1000, "schedule": "cosine"}
+         "fine_steps": 1000, "schedule": "cosine", "grid_columns": 8}
 
 
 def draw(model: LinearDenoiser, noise: torch.Tensor, levels: torch.Tensor, gains: torch.Tensor | None = None,

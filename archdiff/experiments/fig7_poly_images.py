@@ -41,7 +41,7 @@ ACTIVE = 1e-6  # a feature entry counts as active above this magnitude
 SIGMAS = 3  # copy-fraction differences must exceed 3 binomial standard errors
 QUICK = {"data": "lfw", "n_train": None, "image_size": None, "degrees": [1, 3, 9, 27], "width": 1024,
          "draws": 1, "ridge": 1e-5, "recipe": "authors", "alt_recipe": None, "n_samples": 500,
-         "steps": 50, "schedule": "cosine", "diag_levels": 3}
+         "steps": 50, "schedule": "cosine", "diag_levels": 3, "grid_columns": 8}
 
 
 def run(ctx: Context) -> Result:

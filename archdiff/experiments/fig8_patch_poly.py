@@ -38,7 +38,7 @@ LOCAL_FRACTION = 8  # local patches for the locality claim: 1/8 of the image sid
 # actually loaded (25 x 25 for lfw), widths kept. config.toml's ``resolved.patch_schedule`` is what ran.
 QUICK = {"data": "lfw", "n_train": 100, "image_size": None, "steps": 10, "schedule": "cosine", "degree": 3,
          "patches": list(PAPER_PATCHES), "widths": list(PAPER_WIDTHS), "patch_reference_size": PAPER_SIZE,
-         "global_width": 1024, "recipe": "authors", "n_samples": 256, "null_seeds": 3}
+         "global_width": 1024, "recipe": "authors", "n_samples": 256, "null_seeds": 3, "grid_columns": 8}
 
 
 def run(ctx: Context) -> Result:

@@ -13,14 +13,14 @@ Rows = list[tuple[str, torch.Tensor]]
 
 def grid_figure(ctx: Context, name: str, rows: Rows, title: str | None = None) -> str:
     """Rows = models, columns = the same initial noise; returns the file name written in ctx.out."""
-    cols = ctx.config.get("grid_columns", 8)
+    cols = ctx.config["grid_columns"]
     plots.image_grid(ctx.out / name, [(label, imgs[:cols]) for label, imgs in rows], title=title)
     return name
 
 
 def nearest_figure(ctx: Context, name: str, rows: Rows, train: torch.Tensor) -> str:
     """For each model, its samples with each sample's nearest training image beneath."""
-    cols = ctx.config.get("grid_columns", 8)
+    cols = ctx.config["grid_columns"]
     out = []
     for label, samples in rows:
         s = samples[:cols]
