@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from pathlib import Path
 
-import tomllib
-
+from archdiff import __version__
 from archdiff.errors import RunFailed
 from archdiff.experiments import UserError, get, registry
 from archdiff.experiments.base import SCALES
@@ -92,6 +92,7 @@ def settings(items: list[str], config_file: str | None) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = _Parser(prog="archdiff", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"archdiff {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="list the experiments, one per line")
     run = sub.add_parser("run", help="run one experiment")

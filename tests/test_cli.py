@@ -2,10 +2,10 @@
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from archdiff.cli import main
 from archdiff.experiments import registry
@@ -121,3 +121,17 @@ def test_overridden_run_is_not_taken_for_the_standard_one(tmp_path, capsys):
     assert main(["reproduce", "--only", "fig6-linear-retrain", "--quiet", "--out", out]) == 0
     assert "[skip]" in capsys.readouterr().out  # now the standard run is there
     assert main(["reproduce", "--only", "fig6-linear-retrain", "--set", "stepz=1", "--out", out]) == 2
+
+
+def test_version_and_python_dash_m(capsys):
+    import subprocess
+    import sys
+
+    from archdiff import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"archdiff {__version__}"
+    done = subprocess.run([sys.executable, "-m", "archdiff", "list"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.splitlines()[0].startswith("fig1-unet-variants\t")
