@@ -67,7 +67,7 @@ def ddim(
     x = x_T
     levels = [float(a) for a in levels]
     steps = range(len(levels) - 1)
-    for i in tqdm(steps, desc="sampling", leave=False, delay=2, disable=not progress):
+    for i in tqdm(steps, desc="sampling", leave=False, delay=2, disable=None if progress else True):
         a_t, a_prev = levels[i], levels[i + 1]
         x0_hat = _denoise_chunked(denoiser, x, a_t, batch_size).to(x.dtype)
         z = None

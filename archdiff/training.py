@@ -452,7 +452,7 @@ def train(
             start = _try_resume(run, out, cfg)
         write_config(out, cfg)
     bar = tqdm(range(start, config.epochs), desc=f"training {net.name}", initial=start,
-               total=config.epochs, delay=2, disable=not progress, leave=False)
+               total=config.epochs, delay=2, disable=None if progress else True, leave=False)
     for epoch in bar:
         run.losses.append(run.epoch(epoch))
         bar.set_postfix(loss=f"{float(run.losses[-1].mean()):.4g}", refresh=False)

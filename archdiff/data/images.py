@@ -242,7 +242,8 @@ def decode(files: list[Path], order: np.ndarray, n: int, kind: str, size: int | 
     from tqdm.auto import tqdm
 
     imgs, names = [], []
-    bar = tqdm(total=n, desc=f"reading {kind} images", leave=False, delay=2, disable=not progress)
+    bar = tqdm(total=n, desc=f"reading {kind} images", leave=False, delay=2,
+               disable=None if progress else True)  # None: only on a terminal
     for i in order:
         try:
             img = read_image(files[i])
