@@ -117,7 +117,7 @@ def ridge_solve_batched(phi: torch.Tensor, target: torch.Tensor, ridge: float,
         return torch.cat([w, mean_target - mean_phi @ w], -2)  # [..., F, D]: weights, then the offset
     if f <= m:
         return ridge_solve(phi, target, ridge, method="cholesky", relative=relative)
-    d = jacobi(phi.square().sum(-2) / m, relative) if relative else None  # [..., F]
+    d = jacobi(phi.square().sum(-2) / m, True) if relative else None  # [..., F]
     psi = phi / d[..., None, :] if relative else phi  # [..., M, F]
     k = add_ridge(psi @ psi.mT, ridge, False, m)  # [..., M, M]
     if f < target.shape[-1]:  # K^-1 Psi [..., M, F], then its transpose times the target

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,6 @@ from archdiff.errors import UserError
 ENV = "ARCHDIFF_THREADS"
 DEFAULT_THREADS = 1
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-_KEPT: list[bool] = []  # set once per process
 
 
 def resolve(threads: int | None = None) -> int:
@@ -52,19 +52,17 @@ def resolve(threads: int | None = None) -> int:
     return threads
 
 
+@functools.cache  # process-wide: applied once
 def keep_freed_memory() -> bool:
     """Keep freed memory in the heap for reuse instead of returning it to the kernel (glibc's mallopt:
     mmap threshold 2 GiB, no trimming); process-wide, applied once. False where there is no glibc."""
-    if not _KEPT:
-        name = ctypes.util.find_library("c")
-        try:
-            libc = ctypes.CDLL(name) if name else None
-            ok = libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, 2**31 - 1)) and bool(
-                libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-        except (OSError, AttributeError):  # no C library, or one without mallopt (not glibc)
-            ok = False
-        _KEPT.append(ok)
-    return _KEPT[0]
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, 2**31 - 1)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):  # no C library, or one without mallopt (not glibc)
+        return False
 
 
 @contextmanager

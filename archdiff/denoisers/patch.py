@@ -91,16 +91,20 @@ class Block:
     def __len__(self) -> int:
         return len(self.rows) * len(self.cols)
 
+    @property
+    def served(self) -> tuple:
+        """Index of the served pixels in images [N, C, H, W], selecting [N, C, qu, qv, r, c]."""
+        return (slice(None), slice(None), self.rows[:, None, :, None], self.cols[None, :, None, :])
+
     def pixels(self, img: torch.Tensor) -> torch.Tensor:
         """The served pixels of images [N, C, H, W] as [Q, N, C r c] (Q = qu qv, starts row-major)."""
-        t = img[:, :, self.rows[:, None, :, None], self.cols[None, :, None, :]]  # [N, C, qu, qv, r, c]
-        return t.permute(2, 3, 0, 1, 4, 5).reshape(len(self), img.shape[0], -1)
+        return img[self.served].permute(2, 3, 0, 1, 4, 5).reshape(len(self), img.shape[0], -1)
 
     def put(self, out: torch.Tensor, values: torch.Tensor) -> None:
         """Write values [Q, B, C r c] into the served pixels of out [B, C, H, W]."""
         (qu, r), (qv, c) = self.rows.shape, self.cols.shape
         v = values.reshape(qu, qv, values.shape[1], out.shape[1], r, c).permute(2, 3, 0, 1, 4, 5)
-        out[:, :, self.rows[:, None, :, None], self.cols[None, :, None, :]] = v.to(out.dtype)
+        out[self.served] = v.to(out.dtype)
 
 
 def axis_groups(size: int, p: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
