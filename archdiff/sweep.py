@@ -139,6 +139,10 @@ def reproduce(
         if unknown:
             raise UserError(f"unknown experiment(s) {', '.join(unknown)}; see 'archdiff list'")
         exps = {i: exps[i] for i in only}
+    else:
+        for e in [e for e in exps.values() if scale not in e.scales]:
+            log(f"[skip] {e.id}: it has no {scale} scale (only {', '.join(e.scales)})")
+            del exps[e.id]
     changed = {e.id: {k: v for k, v in (overrides or {}).items() if k in e.config(scale)}
                for e in exps.values()}
     unused = [k for k in overrides or {} if not any(k in c for c in changed.values())]

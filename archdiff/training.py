@@ -23,6 +23,16 @@ Per-level engines (``TrainConfig.engine``):
     "loop"     L ordinary modules, one forward/backward each per step: the fallback for networks that
                vmap cannot run (data-dependent control flow, buffers re-assigned instead of updated).
     "auto"     "batched" when a side-effect-free probe step under vmap succeeds, else "loop".
+Speed switches (each leaves the result's meaning unchanged; measured per switch by bench/gpu_paper.py):
+    precision       bf16 / fp16 autocast of the forward ("auto": bf16 on CUDA, fp32 on CPU); the loss and the
+                    optimizer stay fp32.
+    channels_last   image batches [B, C, H, W] and the weights of ordinary modules (the loop engine, the
+                    time-conditioned network) in channels-last order, the layout CUDA's bf16 convolutions
+                    prefer; no effect on the batched engine, whose stacked weights are 5-D.
+    compile         ``torch.compile`` of the networks' forward (the batched engine's vmap included);
+                    "reduce-overhead" also replays the step as a CUDA graph. The first epoch pays the compile.
+The step loop keeps everything on the device (data, index permutations, noise, levels, the running loss)
+and reads nothing back to the host until the epoch ends, so the GPU is never waited on mid-epoch.
 The loss is the SUM over levels of each level's mean MSE, so each network gets exactly the gradient it
 would get alone. Each level draws its initial weights, batches and noise from its own streams, derived from
 (seed, level value) by ``archdiff.seeding``: a level's network does not depend on which other levels are
@@ -89,6 +99,8 @@ class TrainConfig:
     antithetic: bool = False  # each batch point is used twice, with noise +n and -n
     engine: str = "auto"  # per-level: "batched" | "loop" | "auto"
     precision: str = "auto"  # "fp32" | "bf16" | "fp16" | "auto" (bf16 on CUDA, fp32 on CPU)
+    channels_last: bool = False  # image batches and loop-engine weights in channels-last memory order
+    compile: str = "off"  # "off" | "default" | "reduce-overhead" (CUDA graphs): torch.compile the forward
     checkpoint_every: int = 10  # epochs between checkpoints when ``out`` is given
     seed: int = 0
 
@@ -157,18 +169,23 @@ class StackedNets:
 class LoopNets:
     """L ordinary modules called one after another (also the time-conditioned engine, with L = 1)."""
 
-    def __init__(self, modules: list[nn.Module], level_input: bool = False):
+    def __init__(self, modules: list[nn.Module], level_input: bool = False, channels_last: bool = False):
         self.modules = modules
         self.level_input = level_input
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            for m in modules:
+                m.to(memory_format=torch.channels_last)
 
     def parameters(self) -> list[torch.Tensor]:
         return [p for m in self.modules for p in m.parameters()]
 
     def __call__(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         """x [L, B, *shape], level [L, B] -> [L, B, *shape]."""
+        xs = [xl.contiguous(memory_format=self.layout) for xl in x]
         if self.level_input:
-            return torch.stack([m(xl, al) for m, xl, al in zip(self.modules, x, level)])
-        return torch.stack([m(xl) for m, xl in zip(self.modules, x)])
+            return torch.stack([m(xl, al) for m, xl, al in zip(self.modules, xs, level)])
+        return torch.stack([m(xl) for m, xl in zip(self.modules, xs)])
 
     def state(self) -> StateDict:
         keys = self.modules[0].state_dict().keys()
@@ -233,7 +250,7 @@ def _validate(config: TrainConfig) -> None:
     checks = {
         "conditioning": ("per-level", "time"), "optimizer": ("adam", "sgd"),
         "lr_schedule": ("constant", "cosine"), "engine": ("auto", "batched", "loop"),
-        "precision": ("auto", "fp32", "bf16", "fp16"),
+        "precision": ("auto", "fp32", "bf16", "fp16"), "compile": ("off", "default", "reduce-overhead"),
     }
     for key, allowed in checks.items():
         if getattr(config, key) not in allowed:
@@ -249,6 +266,8 @@ class _Run:
     def __init__(self, spec: NetSpec, data: torch.Tensor, config: TrainConfig, device: torch.device):
         self.spec, self.config, self.device = spec, config, device
         self.data = data.to(device, torch.float32)
+        if config.channels_last and self.data.ndim != 4:
+            raise ValueError(f"channels_last needs images [N, C, H, W], not shape {tuple(data.shape)}")
         self.time = config.conditioning == "time"
         self.levels = training_levels(config).to(device)
         seeds = network_seeds(config.seed, None if self.time else self.levels.tolist())
@@ -257,8 +276,10 @@ class _Run:
         self.engine = self._engine(modules, config.engine)
         self.nets = (
             StackedNets(modules).to(device) if self.engine == "batched"
-            else LoopNets(modules, level_input=self.time).to(device)
+            else LoopNets(modules, level_input=self.time, channels_last=config.channels_last).to(device)
         )
+        self.forward = (self.nets if config.compile == "off"
+                        else torch.compile(self.nets.__call__, mode=config.compile))
         if config.optimizer == "adam":
             self.opt = torch.optim.Adam(self.nets.parameters(), lr=config.lr)
         else:
@@ -312,7 +333,8 @@ class _Run:
         return self.config.lr * 0.5 * (1 + math.cos(math.pi * step / total))
 
     def epoch(self, epoch: int) -> torch.Tensor:
-        """Train one epoch; returns the mean loss per level [L] (float64)."""
+        """Train one epoch; returns the mean loss per level [L] (float64, on the device: nothing in the
+        step loop reads back to the host)."""
         n = self.data.shape[0]
         perms = [torch.randperm(n, generator=g, device=self.device) for g in self.generators]
         total = torch.zeros(len(self.generators), dtype=torch.float64, device=self.device)
@@ -323,14 +345,14 @@ class _Run:
             x_t, x0, level = self._batch(step, perms)
             amp = self.precision != "fp32"
             with torch.autocast(self.device.type, dtype=_AMP[self.precision], enabled=amp):
-                out = self.nets(x_t, level)
+                out = self.forward(x_t, level)
             per_level = (out.float() - x0).square().flatten(1).mean(1)  # [L]
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(per_level.sum()).backward()
             self.scaler.step(self.opt)
             self.scaler.update()
             total += per_level.detach().double() * x0.shape[1]
-        return (total / (n * (2 if self.config.antithetic else 1))).cpu()
+        return total / (n * (2 if self.config.antithetic else 1))
 
     def config_record(self) -> dict:
         """The saved model's config.json: network, training config as it ran, data shape and fingerprint."""
@@ -386,7 +408,10 @@ _AMP = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def _comparable(cfg: dict) -> dict:
     """The part of config.json a resumed run must match (checkpoint frequency may change)."""
     c = json.loads(json.dumps(cfg))
+    c["train"] = {**asdict(TrainConfig()), **c["train"]}  # a field added since the save takes its default
     c["train"].pop("checkpoint_every", None)
+    if c["train"]["lr_schedule"] == "constant":  # a constant rate does not depend on the run's length:
+        c["train"].pop("epochs")  # a finished run may be extended to more epochs
     return c
 
 
@@ -398,9 +423,16 @@ def _try_resume(run: _Run, out: Path, cfg: dict) -> int:
     old, new = _comparable(saved), _comparable(cfg)
     if old != new:
         diff = [k for k in ("net", "train", "shape", "data") if old.get(k) != new[k]]
-        raise ValueError(f"cannot resume from {out}: its saved config differs in {', '.join(diff)}")
+        keys = sorted(k for k in new["train"] if old.get("train", {}).get(k) != new["train"][k])
+        hint = f" ({', '.join(keys)})" if "train" in diff else ""
+        raise ValueError(f"cannot resume from {out}: its saved config differs in {', '.join(diff)}{hint}; "
+                         f"train into a new folder (a cosine learning rate fixes the number of epochs)")
     tensors, _ = read_safetensors(ckpt)
-    return run.restore(tensors)
+    done = run.restore(tensors)
+    if done > run.config.epochs:
+        raise ValueError(f"cannot resume from {out}: it holds {done} epochs, more than the "
+                         f"{run.config.epochs} asked for; ask for {done} or more, or train into a new folder")
+    return done
 
 
 def _write_outputs(run: _Run, out: Path, cfg: dict, final: bool) -> None:
@@ -454,7 +486,7 @@ def train(
     bar = tqdm(range(start, config.epochs), desc=f"training {net.name}", initial=start,
                total=config.epochs, delay=2, disable=None if progress else True, leave=False)
     for epoch in bar:
-        run.losses.append(run.epoch(epoch))
+        run.losses.append(run.epoch(epoch).cpu())
         bar.set_postfix(loss=f"{float(run.losses[-1].mean()):.4g}", refresh=False)
         last = epoch + 1 == config.epochs
         if out is not None and (last or (epoch + 1) % config.checkpoint_every == 0):

@@ -13,7 +13,11 @@ Keys (seconds include the fits; the paper's sizes unless ``--smoke``):
                                              (training images x levels per second)
     plainloop_unet_img_per_s                 the same UNet, one level, a plain loop (engine "loop")
     fig1_perlevel_projected_min              5 variants x 50 levels x 500 epochs x 1000 images at the
-                                             engine's rate
+                                             engine's rate (bf16)
+    fig1_time_projected_min                  5 variants x 500 epochs x 1000 images, one time-conditioned
+                                             network per variant (bf16)
+    training_img_per_s                       the rate of each training switch (precision, channels-last,
+                                             torch.compile, CUDA graphs), or why it failed
     experiments                              per experiment id: seconds, claims holding / total, failing
                                              claims; ``skipped`` lists those the time budget left out
 
@@ -29,6 +33,7 @@ import json
 import resource
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -48,11 +53,14 @@ from archdiff.training import TrainConfig, train
 PAPER = {"n_train": 1000, "size": 64, "patch_samples": 16, "samples": 64, "poly_degree": 27, "poly_steps": 50,
          "linear_steps": 10, "unet_levels": 50, "unet_images": 1000, "unet_batch": 128, "unet_channels": 32,
          "unet_blocks": 3, "scale": "paper", "experiments": ["fig7-poly-images", "fig8-patch-poly",
-                                                              "fig9-mlp-width", "fig1-unet-variants"]}
+                                                              "fig1-unet-variants-time", "fig9-mlp-width"]}
 SMOKE = {"n_train": 24, "size": 16, "patch_samples": 4, "samples": 8, "poly_degree": 3, "poly_steps": 5,
          "linear_steps": 4, "unet_levels": 3, "unet_images": 16, "unet_batch": 8, "unet_channels": 4,
          "unet_blocks": 1, "scale": "quick", "experiments": ["fig2-linear-gmm"]}
-FIG1_WORK = 5 * 50 * 500 * 1000  # variants x levels x epochs x images: the paper's fig1 training
+FIG1_IMAGES = 5 * 500 * 1000  # variants x epochs x images: one network's passes in the paper's fig1 training
+FIG1_LEVELS = 50  # per level: one network per sampling step
+PROJECTED = {"fig1-unet-variants": "fig1_perlevel_projected_min",
+             "fig1-unet-variants-time": "fig1_time_projected_min"}
 
 
 class Report:
@@ -71,8 +79,10 @@ class Report:
 
     def write(self) -> None:
         write_atomic(self.json, json.dumps(self.data, indent=2) + "\n")
-        rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                for k, v in self.data.items() if not isinstance(v, (dict, list))]
+        cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+        rows = [f"| {k} | {cell(v)} |" for k, v in self.data.items() if not isinstance(v, (dict, list))]
+        rows += [f"| training {name} (img/s) | {cell(v)} |"
+                 for name, v in self.data.get("training_img_per_s", {}).items()]
         rows += [f"| {i} | {e['holding']} claims, {e['seconds']:.0f} s, failing: {e['failing'] or 'none'} |"
                  for i, e in self.data["experiments"].items()]
         rows += [f"| skipped | {', '.join(self.data['skipped']) or 'none'} |"]
@@ -130,22 +140,52 @@ def closed_form(report: Report, data: torch.Tensor, s: dict, device: torch.devic
     report.put(linear_10step_s=linear)
 
 
+def epoch_rate(spec: NetSpec, imgs: torch.Tensor, config: TrainConfig, device: torch.device) -> float:
+    """Training images x levels per second in a run's second epoch (the first pays warm-up and compiles)."""
+    marks: list[float] = []
+    train(spec, imgs, replace(config, epochs=2), device=device, progress=False,
+          callback=lambda *_: marks.append(time.perf_counter()))  # after each epoch's losses reach the host
+    levels = 1 if config.conditioning == "time" else len(config.levels)
+    return len(imgs) * levels / (marks[1] - marks[0])
+
+
+def switches(s: dict, levels: list[float]) -> dict[str, TrainConfig]:
+    """The training configurations measured, each one switch from its neighbour; the first of each group is
+    the baseline: the engine (all levels at once), a plain loop (one level), the time-conditioned network."""
+    b = {"batch_size": s["unet_batch"]}
+    engine, loop = dict(b, levels=levels, engine="batched"), dict(b, levels=levels[:1], engine="loop")
+    time_cond = dict(b, conditioning="time")
+    return {
+        "engine fp32": TrainConfig(**engine, precision="fp32"),
+        "engine bf16": TrainConfig(**engine),  # precision "auto": bf16 on CUDA (what the experiments use)
+        "loop fp32": TrainConfig(**loop, precision="fp32"),  # the plain loop, as the authors would write it
+        "loop bf16": TrainConfig(**loop),
+        "loop bf16 channels-last": TrainConfig(**loop, channels_last=True),
+        "time bf16": TrainConfig(**time_cond),
+        "time bf16 channels-last": TrainConfig(**time_cond, channels_last=True),
+        "engine bf16 compiled": TrainConfig(**engine, compile="default"),
+        "loop bf16 channels-last graphs": TrainConfig(**loop, channels_last=True, compile="reduce-overhead"),
+    }
+
+
 def training(report: Report, data: torch.Tensor, s: dict, device: torch.device) -> None:
-    """Per-level UNet training throughput: the engine on all levels vs a plain loop on one level."""
+    """UNet training throughput per switch: the engine on all levels, a plain loop on one level, and the
+    time-conditioned network; then fig1's projected training time in both conditioning modes."""
     spec = NetSpec("unet", {"in_channels": data.shape[1], "base_channels": s["unet_channels"],
                             "num_blocks": s["unet_blocks"], "norm": "batch", "bias": False})
     levels = sampling_levels("cosine", s["unet_levels"])[:-1].tolist()
     imgs = data[: s["unet_images"]]
-    base = {"epochs": 1, "batch_size": s["unet_batch"]}
-    warm = TrainConfig(**base, levels=levels[:1])  # kernels, imports
-    train(spec, imgs[: s["unet_batch"]], warm, device=device, progress=False)
-    engine = timed(lambda: train(spec, imgs, TrainConfig(**base, levels=levels), device=device,
-                                 progress=False), device)
-    plain = timed(lambda: train(spec, imgs, TrainConfig(**base, levels=levels[:1], engine="loop"),
-                                device=device, progress=False), device)
-    rate = len(imgs) * len(levels) / engine
-    report.put(perlevel_unet_img_per_s=rate, plainloop_unet_img_per_s=len(imgs) / plain,
-               fig1_perlevel_projected_min=FIG1_WORK / rate / 60)
+    rates: dict[str, float | str] = {}
+    for name, config in switches(s, levels).items():
+        try:
+            rates[name] = epoch_rate(spec, imgs, config, device)
+        except Exception as err:  # noqa: BLE001 - a switch that fails on this machine is reported, not fatal
+            rates[name] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        report.put(training_img_per_s=rates)
+    engine, time_rate = rates["engine bf16"], rates["time bf16"]
+    report.put(perlevel_unet_img_per_s=engine, plainloop_unet_img_per_s=rates["loop fp32"],
+               fig1_perlevel_projected_min=FIG1_IMAGES * FIG1_LEVELS / engine / 60,
+               fig1_time_projected_min=FIG1_IMAGES / time_rate / 60)
 
 
 def experiments(report: Report, args, s: dict, start: float) -> None:
@@ -153,8 +193,8 @@ def experiments(report: Report, args, s: dict, start: float) -> None:
     with tempfile.TemporaryDirectory() as runs:
         for i, exp_id in enumerate(s["experiments"]):
             left = args.budget_s - (time.perf_counter() - start)
-            projected = report.data.get("fig1_perlevel_projected_min", 0) * 60
-            if left <= 0 or (exp_id == "fig1-unet-variants" and projected > left):
+            projected = report.data.get(PROJECTED.get(exp_id, ""), 0) * 60
+            if left <= 0 or projected > left:
                 report.put(skipped=s["experiments"][i:] if left <= 0 else [*report.data["skipped"], exp_id])
                 if left <= 0:
                     return

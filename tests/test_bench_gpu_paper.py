@@ -10,8 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"patch_poly_10step_s", "patch_poly_peak_gb", "global_poly_50step_s", "linear_10step_s",
-        "perlevel_unet_img_per_s", "plainloop_unet_img_per_s", "fig1_perlevel_projected_min", "experiments",
-        "skipped", "total_s"}
+        "perlevel_unet_img_per_s", "plainloop_unet_img_per_s", "fig1_perlevel_projected_min",
+        "fig1_time_projected_min", "training_img_per_s", "experiments", "skipped", "total_s"}
 
 
 def test_smoke_run_writes_every_key(tmp_path):
@@ -20,7 +20,8 @@ def test_smoke_run_writes_every_key(tmp_path):
     (report,) = tmp_path.glob("*-smoke.json")
     data = json.loads(report.read_text())
     assert KEYS <= set(data)
-    assert all(data[k] > 0 for k in KEYS - {"experiments", "skipped"})
+    assert all(data[k] > 0 for k in KEYS - {"experiments", "skipped", "training_img_per_s"})
+    assert all(isinstance(v, float) and v > 0 for v in data["training_img_per_s"].values())  # none failed
     assert data["experiments"]["fig2-linear-gmm"]["failing"] == []
     assert report.with_suffix(".md").read_text().startswith("| key | value |")
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically

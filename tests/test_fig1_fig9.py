@@ -95,3 +95,16 @@ def test_correlation_se_matches_the_spread_over_independent_sample_sets():
     spread = torch.tensor([fig1.correlation(draw(256).mean(0), target) for _ in range(300)]).std()
     se = torch.tensor([fig1.correlation_se(draw(256), target) for _ in range(20)]).mean()
     assert abs(float(se / spread) - 1) < 0.3
+
+
+def test_time_conditioned_figures_differ_from_the_paper_settings_only_in_conditioning():
+    """fig1 / fig9 at paper scale train one network per level; their -time twins the same figure with one
+    time-conditioned network, every other setting equal, so the two modes compare on the same data."""
+    from archdiff.experiments import registry
+
+    reg = registry()
+    for exp in (fig1.EXPERIMENT, fig9.EXPERIMENT):
+        twin = reg[f"{exp.id}-time"]
+        paper = exp.config("paper")
+        assert paper["conditioning"] == "per-level"
+        assert twin.config("paper") == {**paper, "conditioning": "time"} and twin.run is exp.run

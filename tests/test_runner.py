@@ -133,3 +133,20 @@ def test_python_overrides_are_checked_like_the_command_line(tmp_path):
     with pytest.raises(UserError, match="expected a value like"):
         run_experiment(get("fig2-linear-gmm"), overrides={"n_samples": "many"}, out=tmp_path)
     assert not (tmp_path / "fig2-linear-gmm").exists()
+
+
+def test_an_experiment_without_the_scale_is_skipped_by_reproduce_and_refused_by_name(tmp_path, monkeypatch):
+    """The time-conditioned variant of a figure exists at paper scale only: reproduce at quick scale says it
+    skips it; asking for it by name at that scale is a UserError naming the scales it has."""
+    import archdiff.experiments as ex
+
+    paper_only = _tiny().time_conditioned()
+    assert paper_only.id == "tiny-time" and list(paper_only.scales) == ["paper"]
+    assert paper_only.config("paper") == {**_tiny().config("paper"), "conditioning": "time"}
+    monkeypatch.setattr(ex, "registry", lambda: {"tiny": _tiny(), "tiny-time": paper_only})
+    logs = []
+    summary = sweep.reproduce(out=tmp_path, log=logs.append)
+    assert any(m.startswith("[skip] tiny-time: it has no quick scale") for m in logs)
+    assert [e["experiment"] for e in summary["experiments"]] == ["tiny"]
+    with pytest.raises(UserError, match="no scale 'quick'"):
+        sweep.reproduce(out=tmp_path, only=["tiny-time"], log=logs.append)

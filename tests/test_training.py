@@ -211,3 +211,66 @@ def test_cuda_mixed_precision_training():
     x = torch.randn(10, 2)
     out = result.denoiser(x, sampling_levels("cosine", 5)[:-1].repeat(2))  # 10 rows, 5 levels mixed
     assert out.device == x.device and out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_a_finished_run_extends_to_more_epochs(tmp_path):
+    """Resuming a finished constant-rate run with more epochs equals training that many from the start; a
+    cosine rate (fixed by the run's length) or fewer epochs than done is refused."""
+    data = torch.randn(48, 2)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, levels=[0.3, 0.7])
+    train(TINY_MLP, data, cfg, out=tmp_path / "run", progress=False)
+    longer = TrainConfig(**{**cfg.__dict__, "epochs": 4})
+    extended = train(TINY_MLP, data, longer, out=tmp_path / "run", resume=True, progress=False)
+    direct = train(TINY_MLP, data, longer, progress=False)
+    assert torch.equal(extended.losses, direct.losses)
+    assert all(torch.equal(v, direct.denoiser.state[k]) for k, v in load(tmp_path / "run").state.items())
+    with pytest.raises(ValueError, match="holds 4 epochs"):
+        train(TINY_MLP, data, cfg, out=tmp_path / "run", resume=True, progress=False)
+    cosine = TrainConfig(**{**cfg.__dict__, "lr_schedule": "cosine"})
+    train(TINY_MLP, data, cosine, out=tmp_path / "cos", progress=False)
+    with pytest.raises(ValueError, match="epochs"):
+        train(TINY_MLP, data, TrainConfig(**{**cosine.__dict__, "epochs": 3}), out=tmp_path / "cos",
+              resume=True, progress=False)
+
+
+TINY_UNET = NetSpec("unet", {"in_channels": 1, "base_channels": 4, "num_blocks": 1, "norm": "batch",
+                             "bias": False})
+
+
+@pytest.mark.parametrize("conditioning", ["per-level", "time"])
+def test_channels_last_trains_the_same_networks(conditioning):
+    """Channels-last memory order changes only the layout: the same losses and weights up to float
+    rounding (the loop engine and the time-conditioned network hold ordinary 4-D modules)."""
+    data = torch.randn(16, 1, 8, 8)
+    base = dict(epochs=2, batch_size=8, lr=1e-3, levels=[0.4, 0.8], conditioning=conditioning, engine="loop")
+    plain = train(TINY_UNET, data, TrainConfig(**base), progress=False)
+    last = train(TINY_UNET, data, TrainConfig(**base, channels_last=True), progress=False)
+    torch.testing.assert_close(last.losses, plain.losses, rtol=1e-4, atol=0)
+    with pytest.raises(ValueError, match="channels_last"):
+        train(TINY_MLP, torch.randn(8, 2), TrainConfig(epochs=1, levels=[0.5], channels_last=True),
+              progress=False)
+
+
+@pytest.mark.slow
+def test_compiled_forward_trains_the_same_networks():
+    """torch.compile of the batched engine's vmapped forward gives the eager losses up to float rounding."""
+    data = torch.randn(32, 2)
+    base = dict(epochs=2, batch_size=16, lr=1e-2, levels=[0.3, 0.7], engine="batched")
+    eager = train(TINY_MLP, data, TrainConfig(**base), progress=False)
+    compiled = train(TINY_MLP, data, TrainConfig(**base, compile="default"), progress=False)
+    torch.testing.assert_close(compiled.losses, eager.losses, rtol=1e-4, atol=0)
+
+
+@pytest.mark.gpu
+def test_cuda_step_loop_never_waits_on_the_host():
+    """An epoch on CUDA (bf16, data on the device) runs with synchronizing calls made errors."""
+    from archdiff.training import _Run
+
+    run = _Run(TINY_UNET, torch.randn(64, 1, 8, 8), TrainConfig(batch_size=16, steps=5), torch.device("cuda"))
+    run.epoch(0)  # warm-up: lazy initialisation may synchronize once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses = run.epoch(1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(losses.cpu()).all()

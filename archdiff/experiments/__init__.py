@@ -1,6 +1,7 @@
 """Experiments, one module per paper figure; each module defines ``EXPERIMENT``.
 
-The registry is built by discovery: adding a module here that defines ``EXPERIMENT`` registers it.
+The registry is built by discovery: adding a module here that defines ``EXPERIMENT`` registers it (a module
+whose figure has variants lists them all in ``EXPERIMENTS``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ def registry() -> dict[str, Experiment]:
         if info.name.startswith("_") or info.name in ("base", "figures", "trained"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        if hasattr(module, "EXPERIMENT"):
-            found.append(module.EXPERIMENT)
+        found += getattr(module, "EXPERIMENTS", [module.EXPERIMENT] if hasattr(module, "EXPERIMENT") else [])
     return {e.id: e for e in sorted(found, key=_order)}
 
 

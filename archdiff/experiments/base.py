@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,12 @@ class Experiment:
     scales: dict[str, dict[str, Any]]
     run: Callable[[Context], Result]
     uses_images: bool = False
+
+    def time_conditioned(self) -> Experiment:
+        """The same figure at paper scale with ONE time-conditioned network per model instead of one network
+        per level (id ``ID-time``), so the two conditioning modes can be compared on the same data."""
+        return replace(self, id=f"{self.id}-time", title=f"{self.title} (time-conditioned networks)",
+                       scales={"paper": {**self.scales["paper"], "conditioning": "time"}})
 
     def config(self, scale: str) -> dict[str, Any]:
         """The frozen config for a scale (a copy)."""

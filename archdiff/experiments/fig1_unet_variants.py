@@ -19,7 +19,13 @@ Measures, each against a bound derived from the samples themselves:
   errors of the measured correlation (delete-one-group over ``JACKKNIFE_GROUPS`` groups of samples).
 
 Scales: ``paper`` trains one network per noise level (the authors' setting) on 1000 CelebA 64x64 images
-with the paper's 500 epochs, Adam lr 1e-4, 50 DDIM steps. ``quick`` (2 CPU cores, minutes) trains ONE
+with the paper's 500 epochs, Adam lr 1e-4, 50 DDIM steps. Settings the paper does not give, chosen here:
+batch size 64 (16 Adam steps per epoch); the authors' file's defaults for the UNet (3 blocks, 32 base
+channels, bias-free convolutions, BatchNorm); "fewer channels" = 8 base channels (a quarter of 32: few
+enough that the network visibly loses detail, still every layer); 256 samples. ``fig1-unet-variants-time``
+is the same figure at paper scale with ONE time-conditioned network per variant (the level as an input
+channel) trained for the same 500 epochs, so the two conditioning modes can be compared on the same data.
+``quick`` (2 CPU cores, minutes) trains ONE
 time-conditioned network per variant (the level as an extra input channel) on 16 of the bundled LFW faces
 at 16x16. (Measured over seeds 0-4 with 1500 epochs: on 32 faces the largest-field variant copied only
 33-45 % of its samples, short of "most"; on 16 faces 64-84 %, while the default copied none.)
@@ -39,7 +45,7 @@ from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.networks.unet import receptive_field
 from archdiff.experiments.base import MAJORITY, Claim, Context, Experiment, Result, key, keyed
 from archdiff.experiments.figures import grid_figure, nearest_figure
-from archdiff.experiments.trained import train_and_sample
+from archdiff.experiments.trained import SPEED_SWITCHES, train_and_sample
 from archdiff.samplers import initial_noise
 
 N_SE = 3.0  # standard errors a sharpness drop (or a location correlation) must exceed
@@ -47,7 +53,7 @@ JACKKNIFE_GROUPS = 8
 QUICK = {"data": "lfw", "n_train": 16, "image_size": 16, "base_channels": 16, "num_blocks": 1,
          "fewer_channels": 4, "norm": "batch", "conditioning": "time", "epochs": 1500, "batch_size": 16,
          "lr": 2e-3, "lr_schedule": "cosine", "schedule": "cosine", "steps": 50, "n_samples": 64,
-         "sample_batch": 64, "grid_columns": 8, "save_models": False}
+         "sample_batch": 64, "grid_columns": 8, "save_models": False, **SPEED_SWITCHES}
 # the paper: one network per level, 1000 CelebA 64x64 images (pass --data celeba:PATH), 500 epochs, Adam 1e-4
 PAPER = {**QUICK, "data": None, "n_train": 1000, "image_size": 64, "base_channels": 32, "num_blocks": 3,
          "fewer_channels": 8, "conditioning": "per-level", "epochs": 500, "batch_size": 64, "lr": 1e-4,
@@ -176,3 +182,5 @@ EXPERIMENT = Experiment(
     run=run,
     uses_images=True,
 )
+
+EXPERIMENTS = [EXPERIMENT, EXPERIMENT.time_conditioned()]

@@ -14,7 +14,11 @@ Measures:
   The numerical rank (covariance eigenvalues above 1e-4 of the largest) is reported beside it.
 
 Scales: ``paper`` trains one network per noise level (the authors' setting; 500 epochs, Adam lr 1e-4,
-50 DDIM steps) on 1000 CelebA 64x64 images, widths 1000, 200, 50. ``quick`` (2 CPU cores) trains ONE
+50 DDIM steps) on 1000 CelebA 64x64 images, widths 1000, 200, 50. Settings the paper does not give, chosen
+here: widths 1000 (= N, able to store every image), 200 (the authors' file's default width) and 50 (a quarter
+of it); batch size 64; 256 samples. ``fig9-mlp-width-time`` is the same figure at paper scale with ONE
+time-conditioned network per width, for comparing the two conditioning modes on the same data.
+``quick`` (2 CPU cores) trains ONE
 time-conditioned network per width (the level as one more input) on the 100 bundled LFW faces (25x25),
 widths 100, 20, 5: the same fractions 1, 1/5, 1/20 of the number of training images.
 """
@@ -25,14 +29,14 @@ from archdiff import metrics
 from archdiff.denoisers.networks import NetSpec
 from archdiff.experiments.base import MAJORITY, Claim, Context, Experiment, Result, keyed
 from archdiff.experiments.figures import grid_figure, nearest_figure
-from archdiff.experiments.trained import train_and_sample
+from archdiff.experiments.trained import SPEED_SWITCHES, train_and_sample
 from archdiff.samplers import initial_noise
 
 NOISE_FLOOR_FACTOR = 3.0
 QUICK = {"data": "lfw", "n_train": None, "image_size": None, "width_fractions": [1.0, 0.2, 0.05],
          "conditioning": "time", "epochs": 3000, "batch_size": 100, "lr": 2e-3, "lr_schedule": "cosine",
          "schedule": "cosine", "steps": 50, "n_samples": 300, "sample_batch": None, "grid_columns": 8,
-         "save_models": False}
+         "save_models": False, **SPEED_SWITCHES}
 # the paper: one network per level, 1000 CelebA 64x64 images (pass --data celeba:PATH), 500 epochs, Adam 1e-4
 PAPER = {**QUICK, "data": None, "n_train": 1000, "image_size": 64, "conditioning": "per-level", "epochs": 500,
          "batch_size": 64, "lr": 1e-4, "lr_schedule": "constant", "n_samples": 256, "save_models": True}
@@ -106,3 +110,5 @@ EXPERIMENT = Experiment(
     run=run,
     uses_images=True,
 )
+
+EXPERIMENTS = [EXPERIMENT, EXPERIMENT.time_conditioned()]
