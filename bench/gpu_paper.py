@@ -2,7 +2,9 @@
 
 A GPU is lent for minutes at a time, so everything it should measure is here, rehearsed on the CPU with
 ``--smoke`` (tiny sizes, every code path; run in the tests). Writes ``OUT/<date>-<device>.json`` and a
-Markdown table beside it after every section, so a run stopped by its time limit keeps what it measured.
+Markdown table beside it after every section, so a run stopped by its time limit keeps what it measured, and
+each experiment's figures and metrics into ``<date>-<device>-runs.tar.gz``. ``bench/gpu_paper.sh`` wraps it
+with the GPU-only tests for a machine that has the project's files but not its install.
 
 Keys (seconds include the fits; the paper's sizes unless ``--smoke``):
     patch_poly_10step_s, patch_poly_peak_gb  10-step patch-polynomial sampling of 16 images, 1000 training
@@ -31,6 +33,7 @@ import argparse
 import datetime
 import json
 import resource
+import tarfile
 import tempfile
 import time
 from dataclasses import replace
@@ -188,8 +191,19 @@ def training(report: Report, data: torch.Tensor, s: dict, device: torch.device) 
                fig1_time_projected_min=FIG1_IMAGES / time_rate / 60)
 
 
+def pack(runs: Path, archive: Path) -> None:
+    """Every finished run's figures, metrics.json and config.toml in one archive (no saved models)."""
+    tmp = archive.with_name(f".{archive.name}.tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for f in sorted(runs.glob("*/*")):
+            if f.suffix in (".png", ".json", ".toml") and not f.parent.name.startswith("."):
+                tar.add(f, arcname=f.relative_to(runs))
+    tmp.replace(archive)
+
+
 def experiments(report: Report, args, s: dict, start: float) -> None:
-    """The experiments at the scale, in order, while the time budget lasts (each written when done)."""
+    """The experiments at the scale, in order, while the time budget lasts (each written when done, its
+    figures and metrics added to ``<stem>-runs.tar.gz`` beside the table)."""
     with tempfile.TemporaryDirectory() as runs:
         for i, exp_id in enumerate(s["experiments"]):
             left = args.budget_s - (time.perf_counter() - start)
@@ -207,6 +221,7 @@ def experiments(report: Report, args, s: dict, start: float) -> None:
                 "seconds": time.perf_counter() - t, "holding": f"{holding}/{len(rec['claims'])}",
                 "failing": [c["id"] for c in rec["claims"] if not c["holds"]]}
             report.write()
+            pack(Path(runs), report.json.with_name(report.json.stem + "-runs.tar.gz"))
 
 
 def main() -> None:
