@@ -4,8 +4,10 @@ every key the GPU run must report."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,9 +17,14 @@ KEYS = {"patch_poly_10step_s", "patch_poly_peak_gb", "global_poly_50step_s", "li
 
 
 def test_smoke_run_writes_every_key(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_paper.py"), "--smoke", "--device", "cpu",
-                    "--out", str(tmp_path)], check=True, capture_output=True, timeout=600)
+    """The one-command wrapper (GPU tests, then the script) rehearsed with --smoke on the CPU."""
+    script = str(ROOT / "bench" / "gpu_paper.sh")
+    subprocess.run(["bash", script, str(tmp_path), "--smoke", "--device", "cpu"], check=True,
+                   capture_output=True, timeout=600, cwd=ROOT, env={**os.environ, "PYTHON": sys.executable})
     (report,) = tmp_path.glob("*-smoke.json")
+    with tarfile.open(tmp_path / f"{report.stem}-runs.tar.gz") as tar:
+        assert "fig2-linear-gmm/metrics.json" in tar.getnames()
+    assert "skipped" in (tmp_path / "gpu_tests.log").read_text()  # the GPU tests ran (and skip on a CPU)
     data = json.loads(report.read_text())
     assert KEYS <= set(data)
     assert all(data[k] > 0 for k in KEYS - {"experiments", "skipped", "training_img_per_s"})
