@@ -21,6 +21,7 @@ import torch
 
 from archdiff import seeding
 from archdiff.linalg import covariance_eigh, flatten
+from archdiff.theory import linear_prediction
 
 COPY_RATIO = 1.0 / 3.0
 
@@ -185,3 +186,39 @@ def high_frequency_energy(images: torch.Tensor, cutoff: float = 0.25) -> float:
     fx = torch.fft.fftfreq(x.shape[-1], device=x.device)[None, :]
     high = (fy**2 + fx**2).sqrt() > cutoff
     return float(power[..., high].sum() / power.sum().clamp_min(1e-300))
+
+
+def measure(x: torch.Tensor, train: torch.Tensor) -> dict[str, float]:
+    """The standard measurements of samples x [N, *shape] against their training set [M, *shape], by metric
+    key: copying and nearest-neighbour distances (beside the training set's own, leave-one-out), the
+    distance from the linear denoiser's prediction N(mean, Cov) of the training set (Thm 3; each moment
+    error beside its RMS for N Gaussian draws), sliced Wasserstein to the training set and to N draws of
+    that Gaussian, intrinsic dimension and effective rank of both sets, and for images the high-frequency
+    energy of both."""
+    train = train.to(x.device)
+    n, dim = x.shape[0], _f64(x).shape[1]
+    d, _ = pairwise_nn(x, train, k=2)
+    ratio = d[:, 0] / d[:, 1].clamp_min(1e-300)
+    own, _ = pairwise_nn(train, train, k=2)  # [:, 0] is each point itself
+    gauss = linear_prediction(train)  # Thm 3: what a linear denoiser samples
+    lam, vecs, mean = gauss.eigvals, gauss.eigvecs, gauss.mean
+    draws = gauss.sample(n, seeding.generator(0, "measure", "gaussian"))
+    out = {
+        "n_samples": n, "n_train": train.shape[0],
+        "copy_fraction": float((ratio < COPY_RATIO).double().mean()),
+        "nn_distance": float(d[:, 0].median() / math.sqrt(dim)),
+        "nn_distance.train": float(own[:, 1].median() / math.sqrt(dim)),
+        "nn_ratio.median": float(ratio.median()),
+        "gaussian_mean_error": mean_error(x, mean, lam),
+        "gaussian_mean_error.floor": 1 / math.sqrt(n),
+        "gaussian_cov_error": covariance_error(x, vecs, lam),
+        "gaussian_cov_error.floor": covariance_error_scale(lam, n),
+        "sliced_wasserstein.train": sliced_wasserstein(x, train),
+        "sliced_wasserstein.gaussian": sliced_wasserstein(x, draws),
+        "intrinsic_dimension": intrinsic_dimension(x),
+        "intrinsic_dimension.train": intrinsic_dimension(train),
+        "effective_rank": effective_rank(x), "effective_rank.train": effective_rank(train),
+    }
+    if x.ndim == 4:
+        out["hf_energy"], out["hf_energy.train"] = high_frequency_energy(x), high_frequency_energy(train)
+    return out

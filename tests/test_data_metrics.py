@@ -8,6 +8,7 @@ import torch
 from archdiff import metrics
 from archdiff.data import toy2d
 from archdiff.denoisers.polynomial import data_moments
+from archdiff.theory import linear_prediction
 
 
 def test_gmm_pair_has_exactly_the_population_mean_and_covariance():
@@ -94,3 +95,23 @@ def test_local_patches_are_the_image_tiles():
     torch.testing.assert_close(centred.sum(1), torch.zeros(len(rows), dtype=torch.float64))
     with pytest.raises(ValueError):
         metrics.local_patches(x, 8)
+
+
+def test_measure_of_the_training_set_and_of_its_gaussian():
+    """The training set measured against itself: every sample a copy at distance 0, and exactly the
+    Gaussian's mean and covariance (Thm 3's prediction is built from them). Draws of that Gaussian are
+    within 4 sampling RMS of both moments, and their sliced Wasserstein to the Gaussian is below the
+    training set's own."""
+    g = torch.Generator().manual_seed(0)
+    train = torch.randn(40, 1, 3, 3, generator=g) * torch.linspace(0.2, 1.5, 9).reshape(1, 1, 3, 3) + 0.3
+    same = metrics.measure(train, train)
+    assert same["copy_fraction"] == 1.0 and same["nn_distance"] == 0.0
+    # the covariance error is the root of a difference of O(1) terms: float64 leaves ~sqrt(eps) = 1.5e-8
+    assert same["gaussian_mean_error"] < 1e-12 and same["gaussian_cov_error"] < 1e-6
+    assert same["effective_rank"] == pytest.approx(same["effective_rank.train"])
+    draws = linear_prediction(train).sample(4000, torch.Generator().manual_seed(1))
+    m = metrics.measure(draws, train)
+    assert m["gaussian_mean_error"] < 4 * m["gaussian_mean_error.floor"]
+    assert m["gaussian_cov_error"] < 4 * m["gaussian_cov_error.floor"]
+    assert m["sliced_wasserstein.gaussian"] < m["sliced_wasserstein.train"]
+    assert set(m) == set(same) and "hf_energy" in m

@@ -1,4 +1,5 @@
-"""Command line: ``archdiff list | run ID | reproduce``."""
+"""Command line: ``archdiff list | run ID | reproduce`` (the paper's experiments) and ``archdiff train |
+fit | sample | measure`` (a user's own models and data: ``archdiff.cli.models``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 from archdiff import __version__
+from archdiff.cli import models
 from archdiff.errors import RunFailed
 from archdiff.experiments import UserError, get, registry
 from archdiff.experiments.base import SCALES
@@ -19,11 +21,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"archdiff: error: {message} (see 'archdiff --help')\n")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scale", choices=SCALES, default="quick", help="quick (CPU, minutes) or paper")
+def _basic(p: argparse.ArgumentParser) -> None:
+    """The options every command that computes has: device, seed, progress, threads."""
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--seed", type=int, default=0,
                    help="seed for data, noise and training: an integer from 0 to 2**63 - 1")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=f"CPU threads for torch (default: ${ENV}, else {DEFAULT_THREADS}; "
+                        f"0: torch's own default)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    """The options of the experiment commands (run, reproduce)."""
+    _basic(p)
+    p.add_argument("--scale", choices=SCALES, default="quick", help="quick (CPU, minutes) or paper")
     p.add_argument("--seeds", default=None, metavar="SEEDS",
                    help="run once per seed (e.g. 0-4 or 0,2,7), one folder per seed, and report each claim "
                         "over the seeds; overrides --seed")
@@ -37,10 +49,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, metavar="FILE",
                    help="settings from a TOML file: KEY = VALUE lines, or a run's own config.toml (its "
                         "[config] table) to replay that run")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help=f"CPU threads for torch (default: ${ENV}, else {DEFAULT_THREADS}; "
-                        f"0: torch's own default)")
     jobs = p.add_argument_group("running as jobs (needs submitit)")
     jobs.add_argument("--executor", choices=("inline", "local", "slurm"), default="inline",
                       help="inline: in this process; local: one subprocess job per run; slurm: one SLURM "
@@ -67,8 +75,8 @@ def cluster_options(args: argparse.Namespace) -> dict:
     return {k: v for k, v in opts.items() if v is not None}
 
 
-def settings(items: list[str], config_file: str | None) -> dict:
-    """The overrides from --config FILE, then each --set KEY=VALUE (values parsed as TOML, else text)."""
+def settings(items: list[str], config_file: str | None, flag: str = "--set") -> dict:
+    """The overrides from --config FILE, then each ``flag`` KEY=VALUE (values parsed as TOML, else text)."""
     out = {}
     if config_file:
         try:
@@ -81,7 +89,7 @@ def settings(items: list[str], config_file: str | None) -> dict:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: write it as KEY=VALUE, e.g. --set steps=10")
+            raise UserError(f"{flag} {item!r}: write it as KEY=VALUE, e.g. {flag} steps=10")
         try:
             out[key.strip()] = tomllib.loads(f"value = {raw.strip()}")["value"]
         except tomllib.TOMLDecodeError:
@@ -103,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--force", action="store_true", help="rerun experiments already finished")
     rep.add_argument("--only", nargs="+", default=None, metavar="ID",
                      help="run only these ids (separated by spaces or commas)")
+    models.add_commands(sub, _basic)
     return parser
 
 
@@ -113,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     from archdiff.sweep import parse_seeds, reproduce
 
     try:
+        if args.command in models.COMMANDS:
+            models.COMMANDS[args.command](args)
+            return 0
         if args.command == "list":
             for exp in registry().values():
                 print(f"{exp.id}\t{exp.title}")
