@@ -78,8 +78,12 @@ def add_commands(sub: argparse._SubParsersAction, common) -> None:
     _settings_options(train, "TrainConfig field")
     common(train)
 
+    kinds = "\n".join(f"  {k}: " + (", ".join(f"{n}={v!r}" for n, v in d.items()) or "no settings")
+                      for k, d in FIT_KINDS.items())
     fit = sub.add_parser("fit", help="fit a closed-form denoiser on your data and save it",
-                         epilog=FIT_EXAMPLES, formatter_class=fmt)
+                         epilog=f"{FIT_EXAMPLES}\n\nsettings (--set) and their defaults:\n{kinds}\n"
+                                f"(rank 0: the data's full rank; steps / schedule: the sampling levels a "
+                                f"per-level fit is fitted at before it is saved)", formatter_class=fmt)
     fit.add_argument("kind", help="linear | memorizing | polynomial")
     _data_options(fit, "--data", required=True)
     fit.add_argument("--out", required=True, help="folder for the saved model")
@@ -181,17 +185,57 @@ def train_command(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------- fit
 
 
+# kind -> its settings with their defaults (``rank`` 0: the data's full rank; ``steps`` / ``schedule``: the
+# sampling levels fitted before saving, for the kinds fitted per level)
+FIT_KINDS: dict[str, dict[str, Any]] = {
+    "linear": {"rank": 0},
+    "memorizing": {},
+    "polynomial": {"degree": 3, "width": 1024, "draws": 1, "ridge": 1e-5, "recipe": "authors", "steps": 50,
+                   "schedule": "cosine"},
+}
+
+
+def fit_closed_form(kind: str, data: torch.Tensor, settings: dict[str, Any], seed: int = 0):
+    """A closed-form denoiser of ``kind`` fitted on data with ``settings`` (checked against FIT_KINDS)."""
+    from archdiff.denoisers import EmpiricalOptimal, LinearDenoiser, PolynomialDenoiser
+    from archdiff.experiments.base import checked_setting
+    from archdiff.schedule import sampling_levels
+
+    if kind not in FIT_KINDS:
+        raise UserError(f"unknown closed-form kind {kind!r}: use {', '.join(FIT_KINDS)}")
+    defaults = FIT_KINDS[kind]
+    unknown = [k for k in settings if k not in defaults]
+    if unknown:
+        raise UserError(f"unknown setting(s) {', '.join(unknown)} for {kind}: its settings are "
+                        f"{', '.join(defaults) or 'none'}")
+    s = {**defaults, **{k: checked_setting(f"{kind} setting {k}", defaults[k], v)
+                        for k, v in settings.items()}}
+    try:
+        if kind == "linear":
+            return LinearDenoiser.fit(data, rank=s["rank"] or None)
+        if kind == "memorizing":
+            return EmpiricalOptimal(data)
+        model = PolynomialDenoiser(data, s["degree"], width=s["width"], draws=s["draws"], ridge=s["ridge"],
+                                   seed=seed, recipe=s["recipe"])
+        for level in sampling_levels(s["schedule"], s["steps"])[:-1].tolist():
+            model.fit_at(level)
+        return model
+    except ValueError as e:
+        raise UserError(f"{kind}: {e}") from None
+
+
 def fit_command(args: argparse.Namespace) -> None:
     """archdiff fit: a closed-form denoiser on the user's data, saved in --out."""
     from archdiff.cli import settings
     from archdiff.data.images import load_images
-    from archdiff.denoisers.fitting import fit_closed_form
     from archdiff.threads import policy
 
+    chosen = settings(args.settings, args.config)
+    if args.kind not in FIT_KINDS:
+        raise UserError(f"unknown closed-form kind {args.kind!r}: use {', '.join(FIT_KINDS)}")
     data = load_images(args.data, n=args.n_train, size=args.image_size, seed=args.seed)
     with policy(args.threads):
-        model = fit_closed_form(args.kind, data.to(_device(args)), settings(args.settings, args.config),
-                                seed=args.seed)
+        model = fit_closed_form(args.kind, data.to(_device(args)), chosen, seed=args.seed)
         model.save(args.out)
     print(f"fitted {args.kind} on {data.shape[0]} images; saved model: {args.out}/ (sample it: archdiff "
           f"sample {args.out} --out samples.npz)")
