@@ -1,0 +1,40 @@
+"""Smoke test of an installed (not editable) archdiff, run from outside the source tree: the package comes
+from the environment with its data file and metadata, and the command line runs an experiment end to end.
+
+Usage: VENV/bin/python .ci/smoke.py, from any folder but the source tree."""
+
+import subprocess
+import sys
+import tempfile
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import archdiff
+
+SOURCE = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "archdiff"
+
+
+def run(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+def main() -> None:
+    package = Path(archdiff.__file__).resolve().parent
+    assert SOURCE not in package.parents, f"archdiff was imported from the source tree: {package}"
+    assert (package / "py.typed").is_file(), "py.typed is missing from the installed package"
+    declared = tomllib.loads((SOURCE / "pyproject.toml").read_text())["project"]["license"]
+    assert metadata.metadata("archdiff")["License-Expression"] == declared
+    assert metadata.version("archdiff") == archdiff.__version__
+
+    assert run(str(SCRIPT), "--version").split() == ["archdiff", archdiff.__version__]
+    assert "fig2-linear-gmm" in run(sys.executable, "-m", "archdiff", "list").split()
+    with tempfile.TemporaryDirectory() as out:
+        run(str(SCRIPT), "run", "fig2-linear-gmm", "--quiet", "--out", out)
+        assert (Path(out) / "fig2-linear-gmm" / "metrics.json").is_file()
+    print(f"smoke test passed: archdiff {archdiff.__version__} installed in {package.parent}")
+
+
+if __name__ == "__main__":
+    main()
