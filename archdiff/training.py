@@ -407,7 +407,7 @@ _AMP = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def _comparable(cfg: dict) -> dict:
     """The part of config.json a resumed run must match (checkpoint frequency may change)."""
-    c = json.loads(json.dumps(cfg))
+    c = {k: v for k, v in json.loads(json.dumps(cfg)).items() if k not in ("format", "archdiff", "kind")}
     c["train"] = {**asdict(TrainConfig()), **c["train"]}  # a field added since the save takes its default
     c["train"].pop("checkpoint_every", None)
     if c["train"]["lr_schedule"] == "constant":  # a constant rate does not depend on the run's length:

@@ -13,6 +13,9 @@ the data's span get gain 0. The rank-K denoiser of Theorem 4 is the same formula
 
 Empirical Bayes-optimal denoiser (the memorizing baseline, Karras et al. 2022):
     x0_hat(y) = sum_i softmax_i(-|y - sqrt(a) x_i|^2 / (2 (1 - a))) x_i
+
+Saved (``saved.py``): a linear model as its mean and eigenpairs (kind "linear", full or rank-K alike), the
+empirical-optimal one as its training points (kind "empirical-optimal").
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from archdiff.denoisers.base import Denoiser
+from archdiff.denoisers.saved import StateDict, saved_config
 from archdiff.linalg import covariance_eigh, flatten
 
 MIN_VARIANCE = 1e-12  # floor on 1 - alpha_bar; at alpha_bar -> 1 the posterior becomes the argmin
@@ -27,6 +31,8 @@ MIN_VARIANCE = 1e-12  # floor on 1 - alpha_bar; at alpha_bar -> 1 the posterior 
 
 class EmpiricalOptimal(Denoiser):
     """Posterior mean over the training points: the Bayes-optimal denoiser of the empirical law."""
+
+    kind = "empirical-optimal"
 
     def __init__(self, data: torch.Tensor, chunk: int = 4096):
         self.shape = tuple(data.shape[1:])
@@ -45,9 +51,21 @@ class EmpiricalOptimal(Denoiser):
             out.append(torch.softmax(logits, dim=1) @ self.points)
         return torch.cat(out).to(x.dtype).reshape(x.shape)
 
+    def to_saved(self) -> tuple[dict, StateDict]:
+        """config.json's content and the training points [N, D] (float64)."""
+        return saved_config(self.kind, self.shape, settings={"chunk": self.chunk}), {"points": self.points}
+
+    @classmethod
+    def from_saved(cls, config: dict, tensors: StateDict, device="cpu") -> EmpiricalOptimal:
+        """The model ``to_saved`` described."""
+        points = tensors["points"].to(device).reshape(-1, *config["shape"])
+        return cls(points, chunk=config["settings"]["chunk"])
+
 
 class LinearDenoiser(Denoiser):
     """Gaussian MMSE (Wiener) denoiser of the data's mean and covariance, optionally rank-K (Thm 3, 4)."""
+
+    kind = "linear"
 
     def __init__(self, mean: torch.Tensor, eigvecs: torch.Tensor, eigvals: torch.Tensor, shape):
         self.shape = tuple(shape)
@@ -93,6 +111,17 @@ class LinearDenoiser(Denoiser):
         centred = y - alpha_bar.sqrt()[:, None] * self.mean
         coeff = (centred @ self.eigvecs) * self.gains(alpha_bar)  # [B, K]
         return (self.mean + coeff @ self.eigvecs.T).to(x.dtype).reshape(x.shape)
+
+    def to_saved(self) -> tuple[dict, StateDict]:
+        """config.json's content (its rank, for the reader) and the mean [D] and eigenpairs [D, K], [K]."""
+        tensors = {"mean": self.mean, "eigvecs": self.eigvecs, "eigvals": self.eigvals}
+        return saved_config(self.kind, self.shape, settings={"rank": self.rank}), tensors
+
+    @classmethod
+    def from_saved(cls, config: dict, tensors: StateDict, device="cpu") -> LinearDenoiser:
+        """The model ``to_saved`` described."""
+        t = {k: v.to(device) for k, v in tensors.items()}
+        return cls(t["mean"], t["eigvecs"], t["eigvals"], config["shape"])
 
     def operator(self, alpha_bar: float) -> torch.Tensor:
         """The linear map W(a) = V diag(gain) V^T applied to (y - sqrt(a) mu): [D, D]."""

@@ -37,13 +37,17 @@ the image (the plain product, nothing copied). ``flops`` counts the work of one 
 The authors' released code loops over every pixel in Python, fitting one regression per pixel; it does not
 make clear whether each pixel draws its own random matrix. Here one R per step is shared by all patches of
 that step, which keeps the model translation-equivariant in its features (only W depends on position).
+
+Saved (``saved.py``, kind "patch-polynomial"): its settings, training images, random layer per (p, F),
+feature divisor and each fitted level's W and scales per block of patches (the blocks themselves follow
+from the settings); a level not saved is fitted on demand, as the original would have.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -51,12 +55,14 @@ from archdiff import seeding
 from archdiff.denoisers.base import LevelFitted
 from archdiff.denoisers.polynomial import (
     Recipe,
+    divisor_tensor,
     feature_divisor,
     fit_noise,
     power_features,
     random_layer,
     recipe_of,
 )
+from archdiff.denoisers.saved import StateDict, saved_config
 from archdiff.linalg import flatten
 from archdiff.schedule import noisy
 
@@ -254,6 +260,8 @@ class PatchPolynomialDenoiser(LevelFitted):
     ``max_chunk_bytes`` bounds the float64 working memory of one chunk of patches.
     """
 
+    kind = "patch-polynomial"
+
     def __init__(
         self,
         data: torch.Tensor,
@@ -262,7 +270,7 @@ class PatchPolynomialDenoiser(LevelFitted):
         degree: int = 3,
         ridge: float = 1e-5,
         seed: int = 0,
-        recipe: str | Recipe = "authors",
+        recipe: str | dict | Recipe = "authors",
         max_chunk_bytes: int = 2**30,
         method: str = "auto",
     ):
@@ -279,7 +287,7 @@ class PatchPolynomialDenoiser(LevelFitted):
             raise ValueError(f"{len(levels)} levels for {len(schedule)} schedule steps")
         if method not in PROJECTION_METHODS:
             raise ValueError(f"method must be one of {', '.join(PROJECTION_METHODS)}, got {method!r}")
-        self.method = method
+        self.method, self.shape = method, (c, h, w)
         self.data = data.to(torch.float64)  # [N, C, H, W]
         self.schedule, self.degree, self.ridge, self.seed = schedule, degree, ridge, seeding.check_seed(seed)
         self.levels = None if levels is None else torch.as_tensor(levels, dtype=torch.float64).cpu()
@@ -300,6 +308,10 @@ class PatchPolynomialDenoiser(LevelFitted):
         n = self.data.shape[0]
         per_patch = 8 * (n * 2 * (f + 1) + 2 * min(f + 1, n) ** 2)  # phi (a scaled copy); Gram, factor
         return max(1, self.max_chunk_bytes // per_patch)
+
+    def blocks(self, p: int, f: int) -> list[Block]:
+        """The blocks of patch starts a level of patch size p and width f is fitted and applied in."""
+        return blocks(self.data.shape[2], self.data.shape[3], p, self.chunk(p, f), self.data.device)
 
     def flops(self, step: int, batch: int) -> dict[str, float]:
         """Floating-point work of fitting one level of ``step`` and applying it to ``batch`` images:
@@ -336,7 +348,7 @@ class PatchPolynomialDenoiser(LevelFitted):
         y = noisy(x, alpha_bar, noise.to(x.device).reshape(x.shape))
         z_all = projections(y, r, b, p, self.method)  # [H - p + 1, W - p + 1, N, F]
         chunks = []
-        for blk in blocks(x.shape[2], x.shape[3], p, self.chunk(p, f), x.device):
+        for blk in self.blocks(p, f):
             z = z_all[blk.u, blk.v]  # [qu, qv, N, F], a view
             scale = self.recipe.column_scale(z, 2)  # [qu, qv, 1, F] or None
             phi = self.features(z, scale).flatten(0, 1)  # [Q, N, F + 1]
@@ -353,3 +365,41 @@ class PatchPolynomialDenoiser(LevelFitted):
             z = z_all[blk.u, blk.v]  # [qu, qv, B, F]
             blk.put(out, self.features(z, scale).flatten(0, 1) @ w)  # [Q, B, C r c]
         return out
+
+    def fit_tensors(self, fit: PatchFit) -> StateDict:
+        """Block j's W and scales as "<j>.weights", "<j>.scale" (the blocks follow from the settings)."""
+        out = {}
+        for j, (_, scale, w) in enumerate(fit.chunks):
+            out.update({f"{j}.weights": w, **({} if scale is None else {f"{j}.scale": scale})})
+        return out
+
+    def fit_from(self, alpha_bar: float, tensors: StateDict) -> PatchFit:
+        i = self.step(alpha_bar)
+        blks = self.blocks(*self.schedule[i])
+        if sum(k.endswith(".weights") for k in tensors) != len(blks):
+            raise ValueError(f"the saved fit of level {alpha_bar} does not match its {len(blks)} blocks")
+        return PatchFit(i, [(blk, tensors.get(f"{j}.scale"), tensors[f"{j}.weights"])
+                            for j, blk in enumerate(blks)])
+
+    def to_saved(self) -> tuple[dict, StateDict]:
+        """config.json's content; the images [N, C, H, W], random layers "layer.<p>x<F>.R" / ".b", divisor
+        and fits."""
+        levels, fits = self.saved_fits()
+        settings = {"schedule": [list(s) for s in self.schedule], "degree": self.degree, "ridge": self.ridge,
+                    "levels": None if self.levels is None else self.levels.tolist(), "seed": self.seed,
+                    "recipe": asdict(self.recipe), "max_chunk_bytes": self.max_chunk_bytes,
+                    "method": self.method}
+        layers = {f"layer.{p}x{f}.{name}": t for (p, f), pair in self.layers.items()
+                  for name, t in zip("Rb", pair)}
+        tensors = {"data": self.data, **layers, **divisor_tensor(self.divisor), **fits}
+        return saved_config(self.kind, self.shape, settings=settings, fitted_levels=levels), tensors
+
+    @classmethod
+    def from_saved(cls, config: dict, tensors: StateDict, device="cpu") -> PatchPolynomialDenoiser:
+        """The model ``to_saved`` described, its saved random layers and fits in place."""
+        t = {k: v.to(device) for k, v in tensors.items()}
+        model = cls(t["data"], **config["settings"])
+        model.layers = {(p, f): (t[f"layer.{p}x{f}.R"], t[f"layer.{p}x{f}.b"]) for p, f in model.layers}
+        model.divisor = float(t["divisor"])
+        model.restore_fits(config["fitted_levels"], t)
+        return model

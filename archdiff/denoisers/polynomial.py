@@ -26,18 +26,24 @@ the monomials y^alpha, |alpha| <= k, and the normal equations
     E[phi phi^T] W = E[phi x^T]
 are formed from Gaussian moments in closed form, so the fit sees the data only through M[gamma],
 |gamma| <= 2k -- which is exactly the dependence Theorem 5 states.
+
+Saved (``saved.py``) with their fitted levels: a ``PolynomialDenoiser`` as its settings, training data, random
+layer (R, b) and feature divisor, and each fitted level's PolynomialFit (kind "polynomial"); a
+``MomentPolynomialDenoiser`` as its moments and each fitted level's W (kind "moment-polynomial"). Either
+fits a level not saved on demand, as the original would have.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
 from archdiff import seeding
 from archdiff.denoisers.base import LevelFitted
+from archdiff.denoisers.saved import StateDict, saved_config
 from archdiff.linalg import TINY, flatten, ridge_solve_batched, solve_psd
 from archdiff.schedule import noisy
 
@@ -84,10 +90,12 @@ RECIPES = {
 }
 
 
-def recipe_of(recipe: str | Recipe) -> Recipe:
-    """A Recipe, or the one named in RECIPES."""
+def recipe_of(recipe: str | dict | Recipe) -> Recipe:
+    """A Recipe, the one named in RECIPES, or one from its fields (as saved: ``asdict(recipe)``)."""
     if isinstance(recipe, Recipe):
         return recipe
+    if isinstance(recipe, dict):
+        return Recipe(**recipe)
     if recipe not in RECIPES:
         raise ValueError(f"unknown polynomial recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
     return RECIPES[recipe]
@@ -105,6 +113,8 @@ class PolynomialFit:
 class PolynomialDenoiser(LevelFitted):
     """Random-feature polynomial denoiser, one least-squares fit per noise level (fitted lazily)."""
 
+    kind = "polynomial"
+
     def __init__(
         self,
         data: torch.Tensor,
@@ -113,7 +123,7 @@ class PolynomialDenoiser(LevelFitted):
         draws: int = 1,
         ridge: float = 1e-5,
         seed: int = 0,
-        recipe: str | Recipe = "authors",
+        recipe: str | dict | Recipe = "authors",
     ):
         super().__init__()
         if degree < 1 or width < 1 or draws < 1:
@@ -145,6 +155,34 @@ class PolynomialDenoiser(LevelFitted):
     def apply_fit(self, fit: PolynomialFit, x: torch.Tensor) -> torch.Tensor:
         y = flatten(x).to(torch.float64)
         return (self.features(y, fit) @ fit.weights).to(x.dtype).reshape(x.shape)
+
+    def fit_tensors(self, fit: PolynomialFit) -> StateDict:
+        return {"weights": fit.weights, **({} if fit.scale is None else {"scale": fit.scale})}
+
+    def fit_from(self, alpha_bar: float, tensors: StateDict) -> PolynomialFit:
+        return PolynomialFit(tensors.get("scale"), tensors["weights"])
+
+    def to_saved(self) -> tuple[dict, StateDict]:
+        """config.json's content; the data [N, D], random layer R [F, D], b [F], divisor and fits."""
+        levels, fits = self.saved_fits()
+        settings = {"degree": self.degree, "width": self.R.shape[0], "draws": self.draws, "ridge": self.ridge,
+                    "seed": self.seed, "recipe": asdict(self.recipe)}
+        config = saved_config(self.kind, self.shape, settings=settings, fitted_levels=levels)
+        return config, {"data": self.data, "R": self.R, "b": self.b, **divisor_tensor(self.divisor), **fits}
+
+    @classmethod
+    def from_saved(cls, config: dict, tensors: StateDict, device="cpu") -> PolynomialDenoiser:
+        """The model ``to_saved`` described, its saved random layer and fits in place."""
+        t = {k: v.to(device) for k, v in tensors.items()}
+        model = cls(t["data"].reshape(-1, *config["shape"]), **config["settings"])
+        model.R, model.b, model.divisor = t["R"], t["b"], float(t["divisor"])
+        model.restore_fits(config["fitted_levels"], t)
+        return model
+
+
+def divisor_tensor(divisor: float) -> StateDict:
+    """The feature divisor as a saved tensor (a float64 scalar, exact)."""
+    return {"divisor": torch.tensor(divisor, dtype=torch.float64)}
 
 
 def feature_divisor(data: torch.Tensor, recipe: Recipe) -> float:
@@ -225,9 +263,12 @@ def noisy_moment(moments: dict, gamma: tuple, delta: tuple, s: float, sigma: flo
 class MomentPolynomialDenoiser(LevelFitted):
     """Degree-k monomial denoiser fitted from the data's moments up to order 2k, in closed form."""
 
+    kind = "moment-polynomial"
+
     def __init__(self, moments: dict, dim: int, degree: int, ridge: float = 1e-12):
         super().__init__()
         self.moments, self.dim, self.degree, self.ridge = moments, dim, degree, ridge
+        self.shape = (dim,)
         self.exponents = monomial_exponents(dim, degree)
 
     @classmethod
@@ -259,3 +300,26 @@ class MomentPolynomialDenoiser(LevelFitted):
     def apply_fit(self, fit: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         y = flatten(x).to(torch.float64)
         return (monomials(y, self.exponents) @ fit.to(y.device)).to(x.dtype).reshape(x.shape)
+
+    def fit_tensors(self, fit: torch.Tensor) -> StateDict:
+        return {"weights": fit}
+
+    def fit_from(self, alpha_bar: float, tensors: StateDict) -> torch.Tensor:
+        return tensors["weights"]
+
+    def to_saved(self) -> tuple[dict, StateDict]:
+        """config.json's content; the moments (exponents [M, D] int64, values [M] float64) and fits."""
+        levels, fits = self.saved_fits()
+        settings = {"dim": self.dim, "degree": self.degree, "ridge": self.ridge}
+        exponents = torch.tensor(list(self.moments), dtype=torch.int64).reshape(-1, self.dim)
+        values = torch.tensor(list(self.moments.values()), dtype=torch.float64)
+        config = saved_config(self.kind, self.shape, settings=settings, fitted_levels=levels)
+        return config, {"moments.exponents": exponents, "moments.values": values, **fits}
+
+    @classmethod
+    def from_saved(cls, config: dict, tensors: StateDict, device="cpu") -> MomentPolynomialDenoiser:
+        """The model ``to_saved`` described, its fits in place."""
+        exponents, values = tensors["moments.exponents"].tolist(), tensors["moments.values"].tolist()
+        model = cls(dict(zip(map(tuple, exponents), values)), **config["settings"])
+        model.restore_fits(config["fitted_levels"], {k: v.to(device) for k, v in tensors.items()})
+        return model

@@ -1,76 +1,50 @@
-"""Trained network denoisers (per-level and time-conditioned), their files, and ``load``.
+"""Trained network denoisers (per-level and time-conditioned) and how they are saved.
 
 Notation (paper Sec. 2, App. B):
     a_l        the noise levels the per-level networks were trained at (alpha_bar, float64), l = 1..L
     f_l        the network of level a_l; a request at level a uses f_l with l = argmin_l |a - a_l|
     f(., a)    the time-conditioned network, which takes the level as an input
 
-A saved model is a folder with one schema, written by ``write_model`` alone (``Denoiser.save`` and the
-trainer's outputs both use it):
-    config.json        ``model_config``: {"net": {"name", "kwargs"}, "shape": [...], "train": {...,
-                       "conditioning", "levels" (per-level)}, "data": {"n", "sha256"} (when trained here)}
-    model.safetensors  the weights, every tensor stacked [L, ...] (L = 1 for time-conditioned)
-``load(folder)`` rebuilds the network from the registry (``networks.build``) and returns the Denoiser,
-which keeps the whole config.json, so ``load(f).save(g)`` writes the same config.
+A trained network is saved in the one saved-model schema (``saved.py``, re-exported here: ``write_model``
+is its one writer, ``load`` its reader for every kind) as kind "network":
+    config.json        ``model_config``: "format", "archdiff", "kind": "network", "shape": [...],
+                       "net": {"name", "kwargs", "module" (a user's registering module)}, "train": {...,
+                       "conditioning", "levels" (per-level)}, "data": {"n", "sha256"} (when trained here)
+    model.safetensors  the weights, every tensor stacked [L, ...] (L = 1 for time-conditioned); metadata
+                       "format", "archdiff", "kind", "config" (config.json's content)
+``load(folder)`` rebuilds the network through ``networks.factory`` (a user's network: its module is
+imported first, so it must be importable in the loading process) and returns the Denoiser, which keeps the
+whole config.json, so ``load(f).save(g)`` writes the same config (a format-1 folder's, with the format and
+version it is now written in).
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import torch
-from safetensors.torch import load_file, save_file
 from torch.func import functional_call, vmap
 
 from archdiff.denoisers.base import Denoiser
 from archdiff.denoisers.networks import NetSpec
-
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.safetensors"
-StateDict = dict[str, torch.Tensor]
-
-
-def write_safetensors(path: Path, tensors: StateDict, metadata: dict[str, str] | None = None) -> None:
-    """Write tensors atomically: a temporary file in the same folder, then rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
-def read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
-    """Tensors (on CPU) and metadata of a safetensors file."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return load_file(str(path)), meta
-
-
-def write_config(folder: Path, config: dict) -> None:
-    """Write ``config.json`` into folder atomically."""
-    tmp = Path(folder) / f".{CONFIG_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(config, indent=1))
-    os.replace(tmp, Path(folder) / CONFIG_FILE)
+from archdiff.denoisers.saved import (
+    CONFIG_FILE,
+    FORMAT,
+    MODEL_FILE,
+    NETWORK,
+    StateDict,
+    load,
+    read_model,
+    read_safetensors,
+    saved_config,
+    write_config,
+    write_model,
+    write_safetensors,
+)
 
 
 def model_config(spec: NetSpec, shape, train: dict, data: dict | None = None) -> dict:
-    """The config.json of a saved model (see the module docstring)."""
-    cfg = {"net": spec.to_dict(), "shape": list(shape), "train": dict(train)}
-    if data is not None:
-        cfg["data"] = dict(data)
-    return cfg
-
-
-def write_model(folder: Path | str, config: dict, state: StateDict) -> Path:
-    """Write a saved model: weights (stacked [L, ...]) then config.json, each atomically."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_safetensors(folder / MODEL_FILE, state)
-    write_config(folder, config)
-    return folder
+    """The config.json of a saved network (see ``saved.py``)."""
+    return saved_config(NETWORK, shape, net=spec.to_dict(), train=dict(train),
+                        **({"data": dict(data)} if data is not None else {}))
 
 
 def build_network(spec: NetSpec, level_input: bool, device: torch.device | str = "cpu",
@@ -143,9 +117,9 @@ class PerLevelDenoiser(Denoiser):
         y = vmap(lambda s, xb: functional_call(self.net, s, (xb,)))(state, padded)
         return y[group, rank]
 
-    def save(self, folder: Path | str) -> Path:
-        """Write the saved-model files (config.json, model.safetensors) into ``folder``."""
-        return write_model(folder, self.config, self.state)
+    def to_saved(self) -> tuple[dict, StateDict]:
+        """config.json's content and the stacked weights."""
+        return self.config, self.state
 
 
 class TimeConditionedDenoiser(Denoiser):
@@ -164,23 +138,24 @@ class TimeConditionedDenoiser(Denoiser):
         out = self.net(x.to(self.device, torch.float32), alpha_bar.to(self.device))
         return out.to(x.device, x.dtype)
 
-    def save(self, folder: Path | str) -> Path:
-        """Write the saved-model files (config.json, model.safetensors) into ``folder``."""
-        state = {k: v[None] for k, v in self.net.state_dict().items()}  # stacked like per-level, L = 1
-        return write_model(folder, self.config, state)
+    def to_saved(self) -> tuple[dict, StateDict]:
+        """config.json's content and the weights, stacked like per-level ones (L = 1)."""
+        return self.config, {k: v[None] for k, v in self.net.state_dict().items()}
 
 
-def load(path: Path | str, device: str | torch.device = "cpu") -> PerLevelDenoiser | TimeConditionedDenoiser:
-    """Rebuild a trained denoiser from its folder (config.json + model.safetensors)."""
-    folder = Path(path)
-    if not (folder / CONFIG_FILE).exists() or not (folder / MODEL_FILE).exists():
-        raise FileNotFoundError(f"{folder} holds no trained model ({CONFIG_FILE} and {MODEL_FILE})")
-    cfg = json.loads((folder / CONFIG_FILE).read_text())
-    spec = NetSpec(cfg["net"]["name"], cfg["net"]["kwargs"])
-    state, _ = read_safetensors(folder / MODEL_FILE)
-    train = cfg["train"]
+def from_saved(config: dict, state: StateDict, device: str | torch.device = "cpu"
+               ) -> PerLevelDenoiser | TimeConditionedDenoiser:
+    """The trained denoiser of a saved "network" (``load`` dispatches here)."""
+    spec, train = NetSpec.from_dict(config["net"]), config["train"]
     if train["conditioning"] == "time":
-        return TimeConditionedDenoiser(spec, {k: v[0] for k, v in state.items()}, cfg["shape"], device,
-                                       config=cfg)
-    return PerLevelDenoiser(spec, torch.tensor(train["levels"], dtype=torch.float64), state, cfg["shape"],
-                            device, batched=train.get("engine", "batched") == "batched", config=cfg)
+        return TimeConditionedDenoiser(spec, {k: v[0] for k, v in state.items()}, config["shape"], device,
+                                       config=config)
+    return PerLevelDenoiser(spec, torch.tensor(train["levels"], dtype=torch.float64), state, config["shape"],
+                            device, batched=train.get("engine", "batched") == "batched", config=config)
+
+
+__all__ = [  # this module's own names and the schema's, re-exported
+    "CONFIG_FILE", "FORMAT", "MODEL_FILE", "NETWORK", "PerLevelDenoiser", "StateDict",
+    "TimeConditionedDenoiser", "build_network", "from_saved", "load", "model_config", "read_model",
+    "read_safetensors", "saved_config", "write_config", "write_model", "write_safetensors",
+]
