@@ -87,3 +87,24 @@ def test_sample_keeps_an_existing_file_unless_forced(tmp_path):
     assert npz.read_bytes() == b"mine"
     assert main(["sample", str(model), "--n", "2", "--steps", "2", "--out", str(npz), "--quiet",
                  "--force"]) == 0
+
+
+def test_sample_a_saved_diffusers_pipeline(tmp_path):
+    """archdiff sample diffusers:FOLDER gives the samples of the adapted pipeline from the same noise."""
+    diffusers = pytest.importorskip("diffusers")
+    from archdiff.interop import load_diffusers
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                     layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                     up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    diffusers.DDIMPipeline(unet=unet, scheduler=diffusers.DDIMScheduler()).save_pretrained(tmp_path / "pipe")
+    npz = tmp_path / "theirs.npz"
+    assert main(["sample", f"diffusers:{tmp_path / 'pipe'}", "--n", "3", "--steps", "4", "--out", str(npz),
+                 "--quiet"]) == 0
+    den = load_diffusers(tmp_path / "pipe")
+    with np.load(npz) as z:
+        # the command runs under the thread policy (1 thread): float32 sums may group differently here
+        expected = sample(den, initial_noise(3, den.shape, 0), 4)
+        torch.testing.assert_close(torch.from_numpy(z["samples"]), expected, rtol=1e-4, atol=1e-4)
