@@ -459,7 +459,7 @@ def _write_losses(out: Path, losses: torch.Tensor, levels: torch.Tensor, plot: b
 
 
 def train(
-    net: NetSpec,
+    net: NetSpec | type[nn.Module],
     data: torch.Tensor,
     config: TrainConfig,
     *,
@@ -469,11 +469,13 @@ def train(
     progress: bool = True,
     callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> TrainResult:
-    """Train ``net`` on data [N, *shape] to predict x_0 from x_t (MSE); see the module docstring.
+    """Train ``net`` (a NetSpec, or an nn.Module class built with its defaults) on data [N, *shape] to
+    predict x_0 from x_t (MSE); see the module docstring.
 
     ``callback(epoch, losses_of_epoch [L])`` runs after each epoch (after its checkpoint is written).
     """
     _validate(config)
+    net = NetSpec.of(net) if isinstance(net, type) else net
     run = _Run(net, data, config, resolve_device(device))
     cfg = run.config_record()
     start = 0

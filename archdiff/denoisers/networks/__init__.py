@@ -173,6 +173,11 @@ class NetSpec:
         return {"name": self.name, "kwargs": dict(self.kwargs), **({"module": module} if module else {})}
 
     @classmethod
+    def of(cls, network: type[nn.Module], **kwargs: Any) -> NetSpec:
+        """The spec of a user's nn.Module class, named ``module:Class``: ``NetSpec.of(MyNet, width=64)``."""
+        return cls(f"{network.__module__}:{network.__qualname__}", kwargs)
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetSpec:
         """The spec ``to_dict`` wrote (older saves have no "module")."""
         return cls(d["name"], dict(d.get("kwargs", {})), d.get("module"))
