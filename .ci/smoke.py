@@ -1,5 +1,6 @@
 """Smoke test of an installed (not editable) archdiff, run from outside the source tree: the package comes
-from the environment with its data file and metadata, and the command line runs an experiment end to end.
+from the environment with its data file and metadata, and the command line runs an experiment end to end,
+and a fit -> sample -> measure journey.
 
 Usage: VENV/bin/python .ci/smoke.py, from any folder but the source tree."""
 
@@ -33,6 +34,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         run(str(SCRIPT), "run", "fig2-linear-gmm", "--quiet", "--out", out)
         assert (Path(out) / "fig2-linear-gmm" / "metrics.json").is_file()
+        model, samples, measured = (str(Path(out) / name) for name in ("linear", "s.npz", "m.json"))
+        data = ["--data", "digits", "--n-train", "50"]
+        run(str(SCRIPT), "fit", "linear", *data, "--out", model)
+        run(str(SCRIPT), "sample", model, "--n", "8", "--steps", "5", "--out", samples, "--quiet")
+        run(str(SCRIPT), "measure", samples, "--train", "digits", "--n-train", "50", "--json", measured)
+        assert Path(measured).is_file()
     print(f"smoke test passed: archdiff {archdiff.__version__} installed in {package.parent}")
 
 
