@@ -38,6 +38,13 @@ would get alone. Each level draws its initial weights, batches and noise from it
 (seed, level value) by ``archdiff.seeding``: a level's network does not depend on which other levels are
 trained beside it.
 
+Checks: ``train`` refuses bad input before anything is built or written (a ValueError or TypeError): the
+config (``_validate``), the data (``denoisers.base.check_data``: [N, *shape], N >= 1, no NaN or inf), and a
+network that cannot take the data (one eager forward on one sample, before the vmap probe, must return the
+sample's shape). A loss that turns NaN or inf (an exploding run) stops training with a ValueError naming the
+epoch, read where the epoch's loss already comes to the host; that epoch is not saved, and a folder whose
+run raised holds no model.safetensors of that run.
+
 Outputs (when ``out`` is given): the saved-model files of ``denoisers.trained`` (``config.json``: network
 spec, resolved training config with its levels, data shape and fingerprint; ``model.safetensors``: the
 final weights), written by the same writer as ``Denoiser.save``; ``checkpoint.safetensors`` (weights,
@@ -64,6 +71,7 @@ from tqdm.auto import tqdm
 
 from archdiff import schedule as sched
 from archdiff import seeding
+from archdiff.denoisers.base import check_data, shape_text
 from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.trained import (
     CONFIG_FILE,
@@ -247,6 +255,9 @@ def fingerprint(data: torch.Tensor) -> str:
 
 
 def _validate(config: TrainConfig) -> None:
+    """Refuse a config that cannot train: unknown choices, counts below 1, a bad rate, seed or levels."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     checks = {
         "conditioning": ("per-level", "time"), "optimizer": ("adam", "sgd"),
         "lr_schedule": ("constant", "cosine"), "engine": ("auto", "batched", "loop"),
@@ -255,9 +266,57 @@ def _validate(config: TrainConfig) -> None:
     for key, allowed in checks.items():
         if getattr(config, key) not in allowed:
             raise ValueError(f"TrainConfig.{key} = {getattr(config, key)!r}: use one of {allowed}")
-    if config.epochs < 1 or config.batch_size < 1 or config.checkpoint_every < 1:
-        raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
+    if min(config.epochs, config.batch_size, config.checkpoint_every, config.steps) < 1:
+        raise ValueError(f"epochs, batch_size, checkpoint_every and steps must be >= 1, got {config.epochs}, "
+                         f"{config.batch_size}, {config.checkpoint_every}, {config.steps}")
+    if not (isinstance(config.lr, float | int) and math.isfinite(config.lr) and config.lr > 0):
+        raise ValueError(f"TrainConfig.lr must be a finite number > 0, got {config.lr!r}")
+    sched.get_schedule(config.schedule)
+    if config.levels is not None and config.conditioning == "per-level":
+        _validate_levels(config.levels)
     seeding.check_seed(config.seed)
+
+
+def _validate_levels(levels: list[float]) -> None:
+    """Explicit per-level levels: a non-empty list of distinct alpha_bar values in (0, 1]."""
+    grid = torch.as_tensor(levels, dtype=torch.float64)
+    if grid.ndim != 1 or grid.numel() < 1:
+        raise ValueError(f"TrainConfig.levels must be a non-empty list of floats, got {levels!r}")
+    if not bool(((grid > 0) & (grid <= 1)).all()):
+        raise ValueError(f"TrainConfig.levels must lie in (0, 1] (alpha_bar), got {grid.tolist()}")
+    if grid.unique().numel() != grid.numel():
+        raise ValueError(f"TrainConfig.levels repeat a level ({grid.tolist()}): one network per level")
+
+
+def _probe(spec: NetSpec, net: nn.Module, data: torch.Tensor, time: bool) -> None:
+    """One eager forward of (a copy of) a network on one sample: a network that cannot take the data, or
+    returns another shape, is refused here, naming both, before any engine is chosen."""
+    x = data[:1].detach().to("cpu", torch.float32)
+    level = torch.full((1,), 0.5, dtype=torch.float64)
+    shape = shape_text(x.shape[1:])
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        probe = copy.deepcopy(net).cpu().eval()
+        try:
+            out = probe(x, level) if time else probe(x)
+        except Exception as err:  # noqa: BLE001 - any failure here: the network does not fit the data
+            raise ValueError(f"network {spec.name!r} cannot take samples of shape {shape} (data [N, "
+                             f"{shape[1:]}): one sample raised {type(err).__name__}: {err}") from err
+    got = shape_text(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        raise ValueError(f"network {spec.name!r} returned {got} for a sample of shape {shape}: it must "
+                         f"return x0_hat of its input's shape")
+
+
+def _check_loss(loss: torch.Tensor, epoch: int, run: _Run) -> None:
+    """Stop a run whose epoch loss [L] is NaN or inf (exploded), before that epoch is saved."""
+    bad = ~torch.isfinite(loss)
+    if not bool(bad.any()):
+        return
+    where = ("the time-conditioned network" if run.time else
+             "level(s) " + ", ".join(f"{a:.6g}" for a in run.levels[bad.to(run.levels.device)].tolist()))
+    raise ValueError(f"training diverged: the loss of epoch {epoch + 1} is NaN or inf at {where} "
+                     f"(network {run.spec.name!r}, lr {run.config.lr}); lower the learning rate or check the "
+                     f"network. The epoch was not saved")
 
 
 class _Run:
@@ -272,6 +331,7 @@ class _Run:
         self.levels = training_levels(config).to(device)
         seeds = network_seeds(config.seed, None if self.time else self.levels.tolist())
         modules = [build_network(spec, self.time, seed=init) for init, _ in seeds]
+        _probe(spec, modules[0], self.data, self.time)
         self.generators = [torch.Generator(device=device).manual_seed(batches) for _, batches in seeds]
         self.engine = self._engine(modules, config.engine)
         self.nets = (
@@ -476,6 +536,9 @@ def train(
     """
     _validate(config)
     net = NetSpec.of(net) if isinstance(net, type) else net
+    if not isinstance(net, NetSpec):
+        raise TypeError(f"net must be a NetSpec or an nn.Module class, got {type(net).__name__}")
+    check_data(data)
     run = _Run(net, data, config, resolve_device(device))
     cfg = run.config_record()
     start = 0
@@ -488,7 +551,9 @@ def train(
     bar = tqdm(range(start, config.epochs), desc=f"training {net.name}", initial=start,
                total=config.epochs, delay=2, disable=None if progress else True, leave=False)
     for epoch in bar:
-        run.losses.append(run.epoch(epoch).cpu())
+        loss = run.epoch(epoch).cpu()
+        _check_loss(loss, epoch, run)
+        run.losses.append(loss)
         bar.set_postfix(loss=f"{float(run.losses[-1].mean()):.4g}", refresh=False)
         last = epoch + 1 == config.epochs
         if out is not None and (last or (epoch + 1) % config.checkpoint_every == 0):

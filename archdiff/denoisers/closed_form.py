@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from archdiff.denoisers.base import Denoiser
+from archdiff.denoisers.base import Denoiser, check_data
 from archdiff.denoisers.saved import StateDict, saved_config
 from archdiff.linalg import covariance_eigh, flatten
 
@@ -35,6 +35,9 @@ class EmpiricalOptimal(Denoiser):
     kind = "empirical-optimal"
 
     def __init__(self, data: torch.Tensor, chunk: int = 4096):
+        check_data(data)
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.shape = tuple(data.shape[1:])
         self.points = flatten(data).to(torch.float64)  # [N, D]
         self.sq_norms = (self.points**2).sum(1)  # [N]
@@ -76,6 +79,7 @@ class LinearDenoiser(Denoiser):
     @classmethod
     def fit(cls, data: torch.Tensor, rank: int | None = None, rtol: float = 1e-10) -> LinearDenoiser:
         """Fit from data [N, *shape]; ``rank`` K keeps the top-K eigenpairs (None: the data's rank)."""
+        check_data(data)
         eigvals, eigvecs = covariance_eigh(data)
         keep = int((eigvals > rtol * eigvals[0].clamp_min(1e-300)).sum())
         full = cls(flatten(data).to(torch.float64).mean(0), eigvecs[:, :keep].contiguous(),

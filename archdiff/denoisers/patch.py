@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from archdiff import seeding
-from archdiff.denoisers.base import LevelFitted
+from archdiff.denoisers.base import LevelFitted, check_data
 from archdiff.denoisers.polynomial import (
     Recipe,
     divisor_tensor,
@@ -275,7 +275,7 @@ class PatchPolynomialDenoiser(LevelFitted):
         method: str = "auto",
     ):
         super().__init__()
-        if data.ndim != 4:
+        if check_data(data).ndim != 4:
             raise ValueError(f"data must be images [N, C, H, W], got shape {tuple(data.shape)}")
         _, c, h, w = data.shape
         schedule = [(int(p), int(f)) for p, f in schedule]
@@ -292,6 +292,7 @@ class PatchPolynomialDenoiser(LevelFitted):
         self.schedule, self.degree, self.ridge, self.seed = schedule, degree, ridge, seeding.check_seed(seed)
         self.levels = None if levels is None else torch.as_tensor(levels, dtype=torch.float64).cpu()
         self.recipe, self.max_chunk_bytes = recipe_of(recipe), max_chunk_bytes
+        self.recipe.check_inputs(data.shape[0])  # one noisy copy of every image per level
         self.divisor = feature_divisor(self.data, self.recipe)
         # one random layer per distinct (patch, width), drawn as the global model draws its own
         self.layers = {(p, f): random_layer(c * p * p, f, seed, self.recipe.bias, data.device)

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from archdiff import seeding
-from archdiff.denoisers.base import LevelFitted
+from archdiff.denoisers.base import LevelFitted, check_data
 from archdiff.denoisers.saved import StateDict, saved_config
 from archdiff.linalg import TINY, flatten, ridge_solve_batched, solve_psd
 from archdiff.schedule import noisy
@@ -77,6 +77,12 @@ class Recipe:
         """Per-feature scales of training projections z (their largest |z| along the inputs ``dim``) for
         column normalization; None for per-sample normalization, which does not use them."""
         return z.abs().amax(dim, keepdim=True).clamp_min(TINY) if self.normalize == "column" else None
+
+    def check_inputs(self, m: int) -> None:
+        """Refuse a fit from m noisy inputs that this recipe cannot solve (a centred fit needs m >= 2)."""
+        if self.centred and m < 2:
+            raise ValueError(f"a centred fit needs >= 2 noisy inputs (samples x draws), got {m}: give more "
+                             f"data or draws, or a recipe with centred=False")
 
     def solve(self, phi: torch.Tensor, target: torch.Tensor, ridge: float) -> torch.Tensor:
         """The last layer W [..., F + 1, D] from features phi [..., M, F + 1] (constant last) and clean
@@ -128,10 +134,12 @@ class PolynomialDenoiser(LevelFitted):
         super().__init__()
         if degree < 1 or width < 1 or draws < 1:
             raise ValueError("degree, width and draws must all be >= 1")
+        check_data(data)
         self.shape = tuple(data.shape[1:])
         self.data = flatten(data).to(torch.float64)  # [N, D]
         self.degree, self.draws, self.ridge, self.seed = degree, draws, ridge, seeding.check_seed(seed)
         self.recipe = recipe_of(recipe)
+        self.recipe.check_inputs(data.shape[0] * draws)
         self.divisor = feature_divisor(self.data, self.recipe)
         self.R, self.b = random_layer(self.data.shape[1], width, seed, self.recipe.bias, self.data.device)
 
@@ -188,7 +196,13 @@ def divisor_tensor(divisor: float) -> StateDict:
 def feature_divisor(data: torch.Tensor, recipe: Recipe) -> float:
     """What the features are divided by: the data's standard deviation (one number) for ``sd_scaled``
     recipes (with an absolute ridge it sets the ridge's strength relative to the features), else 1."""
-    return float(data.std()) if recipe.sd_scaled else 1.0
+    if not recipe.sd_scaled:
+        return 1.0
+    sd = float(data.std()) if data.numel() > 1 else 0.0
+    if not sd > 0:
+        raise ValueError(f"the data have no spread (standard deviation {sd} over {data.numel()} value(s)), "
+                         f"which this recipe divides its features by: give varied data, or recipe 'column'")
+    return sd
 
 
 def random_layer(dim: int, width: int, seed: int, bias: bool = True, device=None):
@@ -274,6 +288,7 @@ class MomentPolynomialDenoiser(LevelFitted):
     @classmethod
     def from_data(cls, data: torch.Tensor, degree: int, **kw) -> MomentPolynomialDenoiser:
         """Fit from points [N, D]: only their moments up to order 2k are kept."""
+        check_data(data)
         return cls(data_moments(data, 2 * degree), flatten(data).shape[1], degree, **kw)
 
     def fit_level(self, alpha_bar: float) -> torch.Tensor:

@@ -63,12 +63,25 @@ def write_safetensors(path: Path, tensors: StateDict, metadata: dict[str, str] |
 
 
 def read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
-    """Tensors (on CPU) and metadata of a safetensors file."""
-    from safetensors import safe_open
+    """Tensors (on CPU) and metadata of a safetensors file; a damaged (truncated, overwritten) file is a
+    ValueError naming it."""
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return load_file(str(path)), meta
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except SafetensorError as err:
+        raise ValueError(f"{path} is damaged (truncated or not a safetensors file: {err}); re-train or "
+                         f"re-save the model, or resume from an intact checkpoint") from err
+
+
+def _read_json(path: Path) -> dict:
+    """A config.json's content; a damaged file is a ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is damaged (not valid JSON: {err}); re-train or re-save the model") from err
 
 
 def write_config(folder: Path, config: dict) -> None:
@@ -109,7 +122,7 @@ def read_model(path: Path | str) -> tuple[dict, StateDict]:
         raise FileNotFoundError(f"{path} holds no saved model ({CONFIG_FILE} and {MODEL_FILE})")
     tensors, meta = read_safetensors(file)
     if (file.parent / CONFIG_FILE).exists():
-        config = json.loads((file.parent / CONFIG_FILE).read_text())
+        config = _read_json(file.parent / CONFIG_FILE)
     elif "config" in meta:
         config = json.loads(meta["config"])
     else:

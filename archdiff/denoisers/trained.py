@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, vmap
 
-from archdiff.denoisers.base import Denoiser
+from archdiff.denoisers.base import Denoiser, shape_text
 from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.saved import (
     CONFIG_FILE,
@@ -65,6 +65,7 @@ class PerLevelDenoiser(Denoiser):
         self.spec, self.shape, self.batched = spec, tuple(shape), batched
         self.device = torch.device(device)
         self.levels = torch.as_tensor(levels, dtype=torch.float64, device=self.device)  # [L]
+        _check_stacked(state, self.levels)
         self.config = config or model_config(spec, shape, {
             "conditioning": "per-level", "levels": self.levels.tolist(),
             "engine": "batched" if batched else "loop"})
@@ -120,6 +121,16 @@ class PerLevelDenoiser(Denoiser):
     def to_saved(self) -> tuple[dict, StateDict]:
         """config.json's content and the stacked weights."""
         return self.config, self.state
+
+
+def _check_stacked(state: StateDict, levels: torch.Tensor) -> None:
+    """Refuse per-level weights that are not one stack [L, ...] per tensor for the L levels given."""
+    if levels.ndim != 1 or levels.numel() < 1:
+        raise ValueError(f"levels must be [L] with L >= 1, got shape {shape_text(levels.shape)}")
+    wrong = [k for k, v in state.items() if v.ndim < 1 or v.shape[0] != levels.numel()]
+    if wrong:
+        raise ValueError(f"every weight must be stacked [L = {levels.numel()}, ...] (one per level), but "
+                         f"{wrong[0]!r} has shape {shape_text(state[wrong[0]].shape)}")
 
 
 class TimeConditionedDenoiser(Denoiser):
