@@ -528,6 +528,7 @@ def train(
     device: str | torch.device = "auto",
     progress: bool = True,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    desc: str | None = None,
 ) -> TrainResult:
     """Train ``net`` (a NetSpec, or an nn.Module class built with its defaults) on data [N, *shape] to
     predict x_0 from x_t (MSE); see the module docstring.
@@ -548,7 +549,7 @@ def train(
         if resume:
             start = _try_resume(run, out, cfg)
         write_config(out, cfg)
-    bar = tqdm(range(start, config.epochs), desc=f"training {net.name}", initial=start,
+    bar = tqdm(range(start, config.epochs), desc=desc or f"training {net.name}", initial=start,
                total=config.epochs, delay=2, disable=None if progress else True, leave=False)
     for epoch in bar:
         loss = run.epoch(epoch).cpu()

@@ -30,5 +30,6 @@ def test_local_executor_runs_one_job_per_seed_and_aggregates(tmp_path):
 
 def test_a_failing_job_is_reported_with_its_run(tmp_path):
     with pytest.raises(RunFailed, match="fig5-linear-rank-images seed 0"):
-        sweep.reproduce(only=["fig5-linear-rank-images"], data=f"folder:{tmp_path / 'missing'}",
+        # more images than the bundled faces hold: valid input, a failure inside the job
+        sweep.reproduce(only=["fig5-linear-rank-images"], overrides={"n_train": 5000},
                         out=tmp_path / "runs", executor="local", log=lambda _: None, progress=False)

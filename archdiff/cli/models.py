@@ -324,7 +324,11 @@ def read_samples(spec: str) -> torch.Tensor:
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "samples" in z:
-                    x = torch.from_numpy(np.asarray(z["samples"], dtype=np.float32))
+                    raw = z["samples"]
+                    if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+                        raise UserError(f"{path}: 'samples' hold values of type {raw.dtype}; expected real "
+                                        f"numbers")
+                    x = torch.from_numpy(np.asarray(raw, dtype=np.float32))
                     if x.ndim < 2 or x.shape[0] < 2 or not torch.isfinite(x).all():
                         raise UserError(f"{path}: 'samples' must hold two or more finite samples [N, ...]")
                     return x

@@ -17,8 +17,10 @@ Specs (``load_images(spec, n=, size=, seed=)``; the CLI's ``--data``):
                   within [0, 1] is read as [0, 1]. With ``size``: centre square crop and resize.
 
 Subsets: ``n`` images chosen by a seeded permutation (same seed -> same images, kept in file-name or
-array order). Default ``n``: every image of an array source; up to 1000 images of a folder source.
-Unreadable or corrupt image files are skipped with a warning naming them.
+array order). Default ``n``: every image of an array source; up to 1000 readable images of a folder source.
+Unreadable or corrupt image files of a folder are skipped, and one warning names them, up to
+``max_bad_files`` of them (default 10; the CLI's ``--max-bad-files``); more is a UserError naming them.
+When ``n`` is given and too few readable images remain, the error says how many to ask for.
 
 Folder sources are cached as ``.npz`` (uint8) in ``PATH/.archdiff-cache/`` when writable, else in
 ``$XDG_CACHE_HOME/archdiff`` (``~/.cache/archdiff``), also when PATH is marked read-only;
@@ -52,27 +54,51 @@ CELEBA_SIZE = 64
 FOLDER_DEFAULT_N = 1000
 CACHE_VERSION = 2  # bump when the preprocessing changes, so old cache entries are not reused
 SPECS = "lfw, digits, celeba:PATH, folder:PATH or npz:PATH"
+MAX_BAD_FILES = 10  # unreadable files of a folder skipped (and named) before loading it is an error
+NAMED = 5  # file names an error or warning lists before "and K more"
 
 
-def load_images(spec: str | None, *, n: int | None = None, size: int | None = None,
-                seed: int = 0) -> torch.Tensor:
-    """Images [N, C, H, W] float32 in [-1, 1] from a spec (see the module docstring)."""
-    if not spec:
+def parse_spec(spec: str | None) -> tuple[str, Path | None]:
+    """(kind, path) of a data spec, or a UserError for an empty, unknown or path-less spec."""
+    if spec is None:
         raise UserError(f"no image data given: pass --data SPEC with SPEC one of {SPECS} "
                         f"(the paper uses celeba:PATH, a folder of CelebA images)")
+    if not isinstance(spec, str) or not spec.strip():
+        raise UserError(f"the data spec is empty: pass --data SPEC with SPEC one of {SPECS}")
+    kind, sep, arg = spec.partition(":")
+    if kind in ("lfw", "digits") and not sep:
+        return kind, None
+    if kind in ("celeba", "folder", "npz") and arg:
+        return kind, Path(arg).expanduser()
+    hint = f"give a path after '{kind}:'; " if kind in ("celeba", "folder", "npz") else ""
+    raise UserError(f"unknown data spec {spec!r}: {hint}use {SPECS}")
+
+
+def check_spec(spec: str | None) -> None:
+    """Refuse a spec that cannot load before any work starts: its syntax, a missing path, a folder without
+    image files, an .npz that is unreadable or holds no usable image array (images are not decoded)."""
+    kind, path = parse_spec(spec)
+    if kind == "npz":
+        check_array(read_npz(path), str(spec))
+    elif path is not None:
+        image_files(path, kind)
+
+
+def load_images(spec: str | None, *, n: int | None = None, size: int | None = None, seed: int = 0,
+                max_bad_files: int = MAX_BAD_FILES) -> torch.Tensor:
+    """Images [N, C, H, W] float32 in [-1, 1] from a spec (see the module docstring)."""
+    kind, path = parse_spec(spec)
     if n is not None and n < 1:
         raise UserError(f"number of images must be >= 1, got {n}")
     if size is not None and size < 1:
         raise UserError(f"image size must be >= 1, got {size}")
-    kind, _, arg = spec.partition(":")
-    if kind in ("lfw", "digits") and not arg:
-        x = lfw_faces() if kind == "lfw" else digits()
-        return from_array(x, n, size, seed, kind)
-    if kind in ("celeba", "folder", "npz") and arg:
-        if kind == "npz":
-            return from_array(read_npz(Path(arg).expanduser()), n, size, seed, spec)
-        return load_folder(Path(arg).expanduser(), kind, n, size, seed)
-    raise UserError(f"unknown data spec {spec!r}: use {SPECS}")
+    if max_bad_files < 0:
+        raise UserError(f"the number of unreadable files allowed must be >= 0, got {max_bad_files}")
+    if path is None:
+        return from_array(lfw_faces() if kind == "lfw" else digits(), n, size, seed, kind)
+    if kind == "npz":
+        return from_array(read_npz(path), n, size, seed, spec)
+    return load_folder(path, kind, n, size, seed, max_bad_files)
 
 
 # --- array sources -------------------------------------------------------------------------------
@@ -94,6 +120,9 @@ def digits() -> np.ndarray:
 
 def read_npz(path: Path) -> np.ndarray:
     """The image array of a user's .npz file: key ``images``, else its only array."""
+    if path.is_dir():
+        raise UserError(f"npz: {path} is a folder, not a .npz file; pass npz:PATH to a .npz holding "
+                        f"'images' (or folder:PATH for a folder of images)")
     if not path.is_file():
         raise UserError(f"npz file {path} does not exist; pass npz:PATH to a .npz holding 'images'")
     try:
@@ -111,24 +140,33 @@ def read_npz(path: Path) -> np.ndarray:
                         f"save it with np.savez(PATH, images=array)") from None
 
 
-def to_nchw(x: np.ndarray, name: str) -> torch.Tensor:
-    """[N, H, W] | [N, H, W, C] | [N, C, H, W] (C in {1, 3}) of uint8 or float -> [N, C, H, W] in [-1, 1]."""
-    if x.ndim == 3:
-        x = x[:, None]
-    elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
-        x = x.transpose(0, 3, 1, 2)
-    elif x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise UserError(f"{name}: images have shape {x.shape}; expected [N, H, W], [N, H, W, C] or "
-                        f"[N, C, H, W] with C = 1 or 3")
+def check_array(x: np.ndarray, name: str) -> None:
+    """Refuse an array that is no image stack: not [N, H, W], [N, H, W, C] or [N, C, H, W] (C in {1, 3}),
+    empty, or of a type other than real numbers (bool, complex, text, records)."""
+    if x.ndim not in (3, 4) or (x.ndim == 4 and {x.shape[1], x.shape[3]}.isdisjoint({1, 3})):
+        what = "a single value (0-d)" if x.ndim == 0 else f"shape {x.shape}"
+        raise UserError(f"{name}: images have {what}; expected [N, H, W], [N, H, W, C] or [N, C, H, W] "
+                        f"with C = 1 or 3")
     if x.shape[0] == 0:
         raise UserError(f"{name}: the image array is empty")
+    real = np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+    if x.dtype == np.bool_ or not real:
+        raise UserError(f"{name}: image values have type {x.dtype}; use uint8 or real float (not bool, "
+                        f"complex or text)")
+
+
+def to_nchw(x: np.ndarray, name: str) -> torch.Tensor:
+    """[N, H, W] | [N, H, W, C] | [N, C, H, W] (C in {1, 3}) of uint8 or float -> [N, C, H, W] in [-1, 1]."""
+    check_array(x, name)
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
     return to_unit(x, name)
 
 
 def to_unit(x: np.ndarray, name: str) -> torch.Tensor:
     """Values mapped to [-1, 1]: uint8 / integers in 0..255 by /127.5 - 1; floats in [0, 1] or [-1, 1]."""
-    if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.number):
-        raise UserError(f"{name}: image values have type {x.dtype}; use uint8 or float")
     lo, hi = float(x.min()), float(x.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise UserError(f"{name}: image values contain NaN or inf")
@@ -173,6 +211,7 @@ def resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def from_array(x: np.ndarray, n: int | None, size: int | None, seed: int, name: str) -> torch.Tensor:
     """Subset, layout, value range and optional resize of an in-memory image array."""
+    check_array(x, name)
     idx = subset(len(x), n, seed, name)
     out = to_nchw(x[idx], name)
     return out if size is None else resize_square(out, size).clamp(-1, 1)
@@ -236,29 +275,48 @@ def to_uint8(img, kind: str, size: int | None, grey: bool) -> np.ndarray:
     return a[None] if grey else a.transpose(2, 0, 1)
 
 
+def named(items: list[str]) -> str:
+    """Up to NAMED items, comma-separated, then "and K more"."""
+    more = f" and {len(items) - NAMED} more" if len(items) > NAMED else ""
+    return ", ".join(items[:NAMED]) + more
+
+
+def check_skipped(skipped: list[str], folder: Path, kind: str, max_bad_files: int) -> None:
+    """Warn once naming the unreadable files skipped; more than ``max_bad_files`` of them is a UserError."""
+    if not skipped:
+        return
+    warnings.warn(f"{kind}: skipped {len(skipped)} unreadable image file(s) in {folder}: {named(skipped)}",
+                  stacklevel=4)
+    if len(skipped) > max_bad_files:
+        raise UserError(f"{kind}: more than {max_bad_files} unreadable image files in {folder} "
+                        f"({named(skipped)}); repair or remove them, or allow more (run / reproduce: "
+                        f"--max-bad-files N)")
+
+
 def decode(files: list[Path], order: np.ndarray, n: int, kind: str, size: int | None,
-           progress: bool = True) -> tuple[list[np.ndarray], list[str]]:
-    """Decode files in ``order`` until n readable images; corrupt ones are skipped with a warning."""
+           max_bad_files: int = MAX_BAD_FILES, progress: bool = True
+           ) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """Decode files in ``order`` until n readable images: (arrays, their names, the unreadable files with
+    why), stopping early once more than ``max_bad_files`` files could not be read."""
     from tqdm.auto import tqdm
 
-    imgs, names = [], []
+    imgs, names, skipped = [], [], []
     bar = tqdm(total=n, desc=f"reading {kind} images", leave=False, delay=2,
                disable=None if progress else True)  # None: only on a terminal
     for i in order:
+        if len(imgs) == n or len(skipped) > max_bad_files:
+            break
         try:
             img = read_image(files[i])
         except Exception as e:  # Pillow raises many types for broken files
-            warnings.warn(f"skipping unreadable image {files[i]} ({type(e).__name__}: {e})", stacklevel=3)
+            skipped.append(f"{files[i].name} ({type(e).__name__})")
             continue
         imgs.append(img)
         names.append(files[i].name)
         bar.update()
-        if len(imgs) == n:
-            break
     bar.close()
     grey = kind == "folder" and all(im.mode in GREY_MODES for im in imgs)
-    arrays = [to_uint8(im, kind, size, grey) for im in imgs]
-    return arrays, names
+    return [to_uint8(im, kind, size, grey) for im in imgs], names, skipped
 
 
 def stack_same_size(arrays: list[np.ndarray], names: list[str], folder: Path) -> np.ndarray:
@@ -272,8 +330,10 @@ def stack_same_size(arrays: list[np.ndarray], names: list[str], folder: Path) ->
     return np.stack(arrays)
 
 
-def load_folder(folder: Path, kind: str, n: int | None, size: int | None, seed: int) -> torch.Tensor:
-    """A seeded subset of a folder's images, through the cache: [n, C, H, W] in [-1, 1]."""
+def load_folder(folder: Path, kind: str, n: int | None, size: int | None, seed: int,
+                max_bad_files: int = MAX_BAD_FILES) -> torch.Tensor:
+    """A seeded subset of a folder's images, through the cache: [n, C, H, W] in [-1, 1] (without ``n``: up
+    to FOLDER_DEFAULT_N readable images)."""
     files = image_files(folder, kind)
     folder = files[0].parent
     if kind == "celeba" and size is None:
@@ -282,18 +342,25 @@ def load_folder(folder: Path, kind: str, n: int | None, size: int | None, seed: 
     checksum = listing_checksum(files)
     key = hashlib.sha256(f"{CACHE_VERSION}|{kind}|{folder.resolve()}|{want}|{size}|{seed}".encode())
     name = f"{kind}-{want}x{size or 'native'}-seed{seed}-{key.hexdigest()[:12]}.npz"
-    cached = read_cache(name, folder, checksum)
-    if cached is None:
-        # a seeded order over all files, so corrupt files are replaced by the next ones in the order
-        order = torch.randperm(len(files), generator=seeding.generator(seed, "data-subset")).numpy()
-        arrays, names = decode(files, order, want, kind, size)
-        if len(arrays) < want:
-            raise UserError(f"{kind}: only {len(arrays)} readable images in {folder} "
-                            f"({len(files) - len(arrays)} unreadable), {want} asked for; ask for fewer")
-        keep = np.argsort(names, kind="stable")  # file-name order, like the subset of array sources
-        cached = stack_same_size([arrays[i] for i in keep], [names[i] for i in keep], folder)
-        write_cache(name, folder, checksum, cached)
-    return torch.from_numpy(cached).to(torch.float32) / 127.5 - 1
+    hit = read_cache(name, folder, checksum)
+    if hit is not None:
+        check_skipped(hit[1], folder, kind, max_bad_files)
+        return torch.from_numpy(hit[0]).to(torch.float32) / 127.5 - 1
+    # a seeded order over all files, so corrupt files are replaced by the next ones in the order
+    order = torch.randperm(len(files), generator=seeding.generator(seed, "data-subset")).numpy()
+    arrays, names, skipped = decode(files, order, want, kind, size, max_bad_files)
+    check_skipped(skipped, folder, kind, max_bad_files)
+    if not arrays:
+        raise UserError(f"{kind}: no readable images in {folder} ({len(skipped)} unreadable)")
+    if n is not None and len(arrays) < n:
+        k = len(arrays)
+        raise UserError(f"{kind}: only {k} readable images in {folder} ({len(skipped)} unreadable), {n} "
+                        f"asked for; ask for at most {k} (--set n_train={k} in an experiment, --n-train {k} "
+                        f"in train / fit / measure)")
+    keep = np.argsort(names, kind="stable")  # file-name order, like the subset of array sources
+    stacked = stack_same_size([arrays[i] for i in keep], [names[i] for i in keep], folder)
+    write_cache(name, folder, checksum, stacked, skipped)
+    return torch.from_numpy(stacked).to(torch.float32) / 127.5 - 1
 
 
 # --- cache ---------------------------------------------------------------------------------------
@@ -316,22 +383,23 @@ def marked_writable(folder: Path) -> bool:
         return False
 
 
-def read_cache(name: str, folder: Path, checksum: str) -> np.ndarray | None:
-    """The cached uint8 images when an entry exists and its file-list checksum matches."""
+def read_cache(name: str, folder: Path, checksum: str) -> tuple[np.ndarray, list[str]] | None:
+    """(the cached uint8 images, the unreadable files skipped) when an entry exists and its file-list
+    checksum matches."""
     for d in cache_dirs(folder):
         try:
             with np.load(d / name, allow_pickle=False) as z:
                 if str(z["checksum"]) == checksum:
-                    return z["images"]
+                    return z["images"], [str(f) for f in z["skipped"]] if "skipped" in z else []
         except Exception:  # missing, partial or foreign file: not a hit
             continue
     return None
 
 
-def write_cache(name: str, folder: Path, checksum: str, images: np.ndarray) -> None:
+def write_cache(name: str, folder: Path, checksum: str, images: np.ndarray, skipped: list[str] = ()) -> None:
     """Write a cache entry atomically (temporary file, then rename) in the first writable place."""
     buf = io.BytesIO()
-    np.savez(buf, images=images, checksum=np.array(checksum))
+    np.savez(buf, images=images, checksum=np.array(checksum), skipped=np.array(list(skipped), dtype=str))
     for d in cache_dirs(folder):
         try:
             d.mkdir(parents=True, exist_ok=True)

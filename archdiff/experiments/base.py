@@ -12,7 +12,9 @@ or variant, then qualifiers such as the step count: ``copy_fraction.degree_27``,
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,9 +23,11 @@ from typing import Any
 import torch
 
 from archdiff import seeding
+from archdiff.data.images import MAX_BAD_FILES
 from archdiff.errors import UserError
 
 SCALES = ("quick", "paper")
+WORK_DIR = ".work"  # a run folder's files needed only while it runs (see Context.work)
 MAJORITY = 0.5  # a model "copies" when most of its samples are copies, and "does not copy" otherwise
 KEY = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
 __all__ = ["MAJORITY", "SCALES", "Claim", "Context", "Experiment", "Result", "UserError", "key", "keyed"]
@@ -87,9 +91,18 @@ class Result:
     figures: list[str] = field(default_factory=list)
 
 
+def interactive() -> bool:
+    """True when progress bars show (stderr is a terminal); otherwise stages are logged as lines."""
+    return sys.stderr.isatty()
+
+
 @dataclass
 class Context:
-    """Everything a run may read: resolved config, device, seed, data spec and its output folder."""
+    """Everything a run may read: resolved config, device, seed, data spec and its output folder.
+
+    ``out`` is the run's own folder; files written there stay while the run is unfinished, so a run that
+    is stopped and started again (the runner adopts the folder) finds its training checkpoints in it.
+    """
 
     config: dict[str, Any]
     scale: str
@@ -99,6 +112,19 @@ class Context:
     data: str | None = None
     progress: bool = True
     resolved: dict[str, Any] = field(default_factory=dict)
+    max_bad_files: int = MAX_BAD_FILES  # unreadable files of an image folder skipped, at most
+
+    @property
+    def work(self) -> Path:
+        """A folder for what the run needs only while it runs (checkpoints of networks it does not keep):
+        kept with the unfinished run, so a resumed run continues from it; removed when the run finishes."""
+        return self.out / WORK_DIR
+
+    def stage(self, text: str) -> None:
+        """Say that the run starts a stage (e.g. "training unet (more pooling)"): one line on stderr when
+        no progress bar shows it (output not a terminal); nothing with progress off."""
+        if self.progress and not interactive():
+            print(f"  {text}", file=sys.stderr, flush=True)
 
     def stream(self, label: str) -> int:
         """The seed of one named random stream of this run (``seeding.derive(seed, label)``)."""
@@ -115,8 +141,9 @@ class Context:
         from archdiff.data.images import load_images
 
         c = self.config
+        self.stage(f"loading images: {self.data or c['data']}")
         data = load_images(self.data or c["data"], n=c.get("n_train"), size=c.get("image_size"),
-                           seed=self.seed)
+                           seed=self.seed, max_bad_files=self.max_bad_files)
         self.record(data_source=self.data or c["data"], n_train=int(data.shape[0]),
                     data_shape=list(data.shape[1:]))
         return data.to(self.device)
@@ -167,11 +194,27 @@ class Experiment:
 
     def configured(self, scale: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The scale's config with ``overrides`` applied, each checked: a setting the experiment has, with a
-        value of its default's type (a UserError naming the setting otherwise)."""
+        value of its default's type and, where the default is a positive number, in range (a count from 1
+        to 2**31 - 1, a finite number >= 0); a UserError naming the setting otherwise."""
         config = self.config(scale)
         for key, value in (overrides or {}).items():
             if key not in config:
                 raise UserError(f"unknown setting {key!r} for {self.id}: its settings are "
                                 f"{', '.join(config)}")
             config[key] = checked_setting(f"{self.id} setting {key}", config[key], value)
+            _check_range(f"{self.id} setting {key}", self.scales[scale][key], config[key])
         return config
+
+
+def _check_range(name: str, default: Any, value: Any) -> None:
+    """Refuse a value out of the range a positive default implies (for a list: of its first item)."""
+    if isinstance(default, list):
+        for item in value if default else []:
+            _check_range(name, default[0], item)
+        return
+    if isinstance(default, bool) or not isinstance(default, int | float) or default <= 0:
+        return
+    if isinstance(default, int) and not 1 <= value <= 2**31 - 1:
+        raise UserError(f"{name} = {value!r}: expected a count from 1 to 2**31 - 1")
+    if isinstance(default, float) and not (math.isfinite(value) and value >= 0):
+        raise UserError(f"{name} = {value!r}: expected a finite number >= 0")

@@ -24,6 +24,7 @@ from archdiff.data import toy2d
 from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.networks.mlp import PRESETS_2D
 from archdiff.experiments.base import Claim, Context, Experiment, Result, key
+from archdiff.experiments.figures import plural
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 from archdiff.theory import bottleneck_prediction
@@ -68,8 +69,8 @@ def run(ctx: Context) -> Result:
     claims = []
     for name in c["models"]:
         kw = PRESETS_2D[name]
-        trained = train(NetSpec("mlp2d", kw), data, cfg, out=ctx.out / "models" / name, device=ctx.device,
-                        progress=ctx.progress)
+        trained = train(NetSpec("mlp2d", kw), data, cfg, out=ctx.out / "models" / name, resume=True,
+                        device=ctx.device, progress=ctx.progress)
         samples = ddim(trained.denoiser, x_T, levels, progress=ctx.progress).cpu()
         h = kw["bottleneck"]
         dim = m[key("intrinsic_dimension", name)] = dimension(samples)
@@ -84,7 +85,11 @@ def run(ctx: Context) -> Result:
             f"1-D/2-D sets of the same size is reported as intrinsic_dimension.calibration_error).",
             abs(dim - bottleneck_prediction(h)), ROUNDING))
     lim = 3.2 * toy2d.R3 / math.sqrt(2) * 1.2
-    fig = plots.scatter_panels(ctx.out / "fig4.png", panels, lim=lim)
+    fig = plots.scatter_panels(
+        ctx.out / "fig4.png", panels, lim=lim,
+        title=f"Fig. 4: bottleneck MLP denoisers (hidden width H, bottleneck h) trained on the 3GMM, "
+              f"sampled from the same noise ({plural(c['steps'], 'DDIM step')}); ID: TwoNN intrinsic "
+              f"dimension of the samples")
     return Result(m, claims, [fig.name])
 
 
