@@ -283,8 +283,11 @@ def sample_command(args: argparse.Namespace) -> None:
     x_T = initial_noise(args.n, shape, seeding.check_seed(args.seed), device)
     extra = {"generator": seeding.generator(args.seed, "sampler")} if args.sampler == "ddpm" else {}
     with policy(args.threads):
-        x = sample(model, x_T, args.steps, schedule=args.schedule, sampler=args.sampler,
-                   batch_size=args.batch_size, progress=not args.quiet, **extra)
+        try:
+            x = sample(model, x_T, args.steps, schedule=args.schedule, sampler=args.sampler,
+                       batch_size=args.batch_size, progress=not args.quiet, **extra)
+        except ValueError as e:  # e.g. samples that diverged to NaN / inf: nothing is written
+            raise UserError(f"sampling {args.model} failed: {e}") from None
     about = {"model": str(args.model), "n": args.n, "steps": args.steps, "sampler": args.sampler,
              "schedule": args.schedule, "seed": args.seed}
     write_samples(out, x.cpu(), about)
