@@ -8,15 +8,17 @@ import html
 import json
 from pathlib import Path
 
+from archdiff.plots import PAGE_PX
+
 STYLE = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,sans-serif;max-width:PAGE_PXpx;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em} h2{border-top:1px solid #ccc;padding-top:.8em;font-size:1.2em}
 .paper{background:#f4f4f8;border-left:4px solid #88a;padding:.5em 1em;font-style:italic}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em} td,th{border:1px solid #ccc;padding:3px 8px}
 th{background:#eee} .ok{color:#070;font-weight:bold} .no{color:#b00;font-weight:bold}
 img{max-width:100%;margin:.4em 0;border:1px solid #ddd} code{background:#f2f2f2}
 details{margin:.4em 0} .about{color:#444;font-size:.9em}
-"""
+""".replace("PAGE_PX", str(PAGE_PX))  # figures are drawn at most PAGE_PX wide: shown at their own size
 
 
 def _fmt(v) -> str:
@@ -39,11 +41,17 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _holds_when(comparison: str, thresholds: list[float]) -> str:
+    """The condition a claim holds under, e.g. '&le; 0.5'."""
+    sign = {"<=": "&le;", ">=": "&ge;"}.get(comparison, html.escape(comparison))
+    return f"{sign} " + ", ".join(_fmt(t) for t in thresholds)
+
+
 def _claims_table(claims: list[dict]) -> str:
     verdict = {True: "<span class=ok>holds</span>", False: "<span class=no>does not hold</span>"}
-    return _table(["claim", "statement", "measured", "threshold", "result"], [
+    return _table(["claim", "statement", "measured", "holds when measured", "result"], [
         [f"<code>{html.escape(c['id'])}</code>", html.escape(c["statement"]), _fmt(c["measured"]),
-         _fmt(c["threshold"]), verdict[bool(c["holds"])]] for c in claims])
+         _holds_when(c["comparison"], [c["threshold"]]), verdict[bool(c["holds"])]] for c in claims])
 
 
 def _metrics_table(metrics: dict) -> str:
@@ -56,12 +64,15 @@ def _about(r: dict) -> str:
     figure is the miniature or the paper's scale."""
     d = r.get("data", {})
     shape = "x".join(map(str, d.get("data_shape", []))) or "?"
-    data = f"{html.escape(str(d.get('data_source', '?')))}, {d.get('n_train', '?')} samples of shape {shape}"
+    n = d.get("n_train", "?")
+    source = html.escape(str(d.get("data_source", "?")))
+    data = f"{source}, {n} sample{'' if n == 1 else 's'} of shape {shape}"
     seeds = r.get("seeds", [r.get("seed")])
     seconds = r["seconds"] if isinstance(r["seconds"], list) else [r["seconds"]]
     return (f"<p class='about'>Data: {data}; scale <b>{html.escape(r['scale'])}</b>; "
             f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; "
-            f"{html.escape(str(r.get('device', '?')))}, {r.get('threads', '?')} CPU thread(s); "
+            f"{html.escape(str(r.get('device', '?')))}, {r.get('threads', '?')} CPU "
+            f"thread{'' if r.get('threads') == 1 else 's'}; "
             f"run time {', '.join(f'{t:.1f}' for t in seconds)} s.{_changed(r.get('overrides'))}</p>")
 
 
@@ -114,15 +125,15 @@ def write_report(records: list[dict], root: Path, summary: dict) -> str:
 
 def _seeds_claims_table(claims: list[dict], seeds: list[int]) -> str:
     verdict = {True: "<span class=ok>reproduced</span>", False: "<span class=no>not reproduced</span>"}
-    heads = ["claim", "statement", *[f"seed {s}" for s in seeds], "mean &plusmn; SD", "threshold", "holds in",
-             "result"]
+    heads = ["claim", "statement", *[f"seed {s}" for s in seeds], "mean &plusmn; SD", "holds when measured",
+             "holds in", "result"]
     rows = []
     for c in claims:
         cells = [f"{_fmt(v)} {'' if h else '&#10007;'}" for v, h in zip(c["measured"], c["holds"])]
         thresholds = {t for t in c["threshold"] if t is not None}
         rows.append([f"<code>{html.escape(c['id'])}</code>", html.escape(c["statement"]), *cells,
                      f"{_fmt(c['mean'])} &plusmn; {_fmt(c['sd'])}",
-                     f"{html.escape(c['comparison'])} " + ", ".join(_fmt(t) for t in sorted(thresholds)),
+                     _holds_when(c["comparison"], sorted(thresholds)),
                      f"{c['holds_in']} of {c['of']}", verdict[c["reproduced"]]])
     return _table(heads, rows)
 

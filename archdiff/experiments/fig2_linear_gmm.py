@@ -15,6 +15,7 @@ from archdiff import metrics, plots
 from archdiff.data import toy2d
 from archdiff.denoisers import LinearDenoiser
 from archdiff.experiments.base import Claim, Context, Experiment, Result, key
+from archdiff.experiments.figures import plural
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 
@@ -50,29 +51,35 @@ def run(ctx: Context) -> Result:
         Claim.at_most(
             "same-samples-3gmm-2gmm",
             f"Linear denoisers fitted on the 3GMM and the 2GMM give the same samples from the same "
-            f"noise (largest per-sample distance / data scale, {steps_paper} DDIM steps).",
+            f"noise (largest per-sample distance / data scale, {plural(steps_paper, 'DDIM step')}).",
             m[key("max_paired_distance_rel", f"steps_{steps_paper}")], FLOAT_TOL),
         *[Claim.at_most(
             f"mean-matches-data-{k}",
-            f"The samples' mean matches the data's ({steps_fine} steps; |error| / sqrt(tr Sigma), "
-            f"threshold 4 / sqrt(n)).",
+            f"{k}: the mean of the linear denoiser's samples matches the {k} training set's (set exactly to "
+            f"the mean both mixtures share; {plural(steps_fine, 'DDIM step')}; |error| / sqrt(tr Sigma), "
+            f"threshold 4 / sqrt(n) = 4x its sampling RMS for n = {n} samples).",
             m[key("mean_error", k, f"steps_{steps_fine}")], 4 / math.sqrt(n)) for k in data],
         *[Claim.at_most(
             f"cov-matches-data-{k}",
-            f"The samples' covariance matches the data's ({steps_fine} steps; relative Frobenius "
-            f"error, threshold 4x its sampling RMS).",
+            f"{k}: the covariance of the linear denoiser's samples matches the {k} training set's (set "
+            f"exactly to the covariance both mixtures share; {plural(steps_fine, 'DDIM step')}; relative "
+            f"Frobenius error, threshold 4x its sampling RMS for n = {n} samples).",
             m[key("cov_error", k, f"steps_{steps_fine}")], 4 * cov_floor) for k in data],
     ]
     lim = 3.2 * scale / math.sqrt(2)
     fig = plots.scatter_panels(ctx.out / "fig2.png", [
         ("3GMM data", data["3GMM"]), ("2GMM data", data["2GMM"]),
-        (f"linear on 3GMM ({steps_paper} steps)", samples[steps_paper]["3GMM"]),
-        (f"linear on 2GMM ({steps_paper} steps)", samples[steps_paper]["2GMM"]),
-    ], lim=lim)
+        ("linear denoiser on 3GMM", samples[steps_paper]["3GMM"]),
+        ("linear denoiser on 2GMM", samples[steps_paper]["2GMM"]),
+    ], lim=lim, title=f"Fig. 2: two mixtures with equal mean and covariance, and samples of a linear "
+                      f"denoiser fitted on each, from the same noise ({plural(steps_paper, 'DDIM step')})")
     steps_fig = plots.line_plot(
         ctx.out / "fig2_steps.png", c["steps"],
-        {k: [m[key("cov_error", k, f"steps_{s}")] for s in c["steps"]] for k in data},
-        "DDIM steps", "covariance error (relative)", logy=True)
+        {f"linear denoiser on {k}": [m[key("cov_error", k, f"steps_{s}")] for s in c["steps"]] for k in data},
+        "DDIM steps", "relative covariance error", logy=True, logx=True,
+        refs={f"sampling RMS for n = {n}": cov_floor, "claim threshold (4x RMS)": 4 * cov_floor},
+        title="Covariance error of the samples against the mixtures' shared covariance, by DDIM steps "
+              "(the two models give the same samples, so their lines coincide)")
     return Result(m, claims, [fig.name, steps_fig.name])
 
 

@@ -17,6 +17,7 @@ from archdiff import metrics, plots
 from archdiff.data import toy2d
 from archdiff.denoisers import LinearDenoiser, MomentPolynomialDenoiser, PolynomialDenoiser
 from archdiff.experiments.base import Claim, Context, Experiment, Result, key
+from archdiff.experiments.figures import plural
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 from archdiff.theory import polynomial_prediction
@@ -30,7 +31,7 @@ QUICK = {"n_train": 3000, "n_samples": 3000, "n_samples_exact": 20000, "degrees"
 
 
 def _sample(denoiser, x_T, levels, ctx: Context) -> torch.Tensor:
-    return ddim(denoiser, x_T, levels, progress=ctx.progress)
+    return ddim(denoiser, x_T, levels, progress=ctx.progress, check_finite=False)  # diverged ones are counted
 
 
 def _noise(c: dict, ctx: Context, stream: int) -> torch.Tensor:
@@ -104,10 +105,17 @@ def _gmm_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim], li
     panels = [("3GMM data", data), ("linear", lin[:n])]
     exact = {k: v[:n][~_diverged(v[:n], scale)] for k, v in exact.items()}
     rf = {k: v[~_diverged(v, scale)] for k, v in rf.items()}
-    f1 = plots.scatter_panels(ctx.out / "fig3.png",
-                              panels + [(f"degree {k} (exact fit)", exact[k]) for k in high], lim=lim)
-    f2 = plots.scatter_panels(ctx.out / "fig3_random_features.png",
-                              panels + [(f"degree {k} (F={c['width']})", rf[k]) for k in high], lim=lim)
+    about = (f"fitted on the 3GMM, sampled from the same noise ({plural(c['steps'], 'DDIM step')}; samples "
+             f"farther than {DIVERGED:g}x the data scale are left out and counted as diverged_fraction)")
+    f1 = plots.scatter_panels(
+        ctx.out / "fig3.png", panels + [(f"degree {k} (exact fit)", exact[k]) for k in high], lim=lim,
+        title=f"Fig. 3: polynomial denoisers of odd degree, exact fit (the infinite-width limit), {about}")
+    f2 = plots.scatter_panels(
+        ctx.out / "fig3_random_features.png",
+        panels + [(f"degree {k} (F = {c['width']})", rf[k]) for k in high], lim=lim,
+        title=f"Fig. 3 with the paper's fit: F = {c['width']} random features, {about}. The authors' "
+              f"recipe divides each input's features by its own largest projection, so the fit sees only "
+              f"the input's direction: in 2-D its samples lie on a curve")
     return m, claims, [f1.name, f2.name]
 
 
@@ -140,8 +148,13 @@ def _moment_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim],
             claims.append(Claim.at_least(f"thm5-differ-{n_vertices}gon", text + "different samples (largest "
                                          "per-sample distance / data radius; threshold 100x round-off).",
                                          gap, 100 * FLOAT_TOL))
-        panels += [(f"{n_vertices}-gon set A", sa), (f"{n_vertices}-gon set B (rotated)", sb)]
-    fig = plots.scatter_panels(ctx.out / "fig3_thm5.png", panels, lim=2.6)
+        panels += [plots.Panel(f"samples, {n_vertices}-gon set A", sa, a),
+                   plots.Panel(f"samples, {n_vertices}-gon set B\n(A rotated by pi/{n_vertices})", sb, b)]
+    fig = plots.scatter_panels(
+        ctx.out / "fig3_thm5.png", panels, marks_label="training points",
+        title=f"Theorem 5 on polygons: samples of degree-{k} polynomial denoisers (exact fit), each fitted "
+              f"on one set of training points (red x: two concentric regular n-gons); the sets of a pair "
+              f"share their moments up to order n - 1, and Theorem 5 needs order {pred.moment_order}")
     return m, claims, [fig.name]
 
 

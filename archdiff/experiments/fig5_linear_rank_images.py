@@ -21,7 +21,7 @@ import torch
 from archdiff import metrics, plots, theory
 from archdiff.denoisers import LinearDenoiser
 from archdiff.experiments.base import Claim, Context, Experiment, Result, UserError, key, keyed
-from archdiff.experiments.figures import grid_figure, nearest_figure
+from archdiff.experiments.figures import grid_figure, nearest_figure, plural
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 
@@ -42,7 +42,8 @@ def run(ctx: Context) -> Result:
         raise UserError(f"bottleneck ranks {ranks} must lie below the data's rank {full.rank}; "
                         f"use more images (the paper: 1000 CelebA images)")
     models = {f"rank {k}": full.truncated(k) for k in ranks}
-    models[f"full ({full.rank})"] = full
+    full_name = f"full ({full.rank})"  # the name in metric keys; full_label in figures and statements
+    models[full_name] = full
     n, steps = c["n_samples"], c["steps"]
     x_T = initial_noise(n, tuple(data.shape[1:]), ctx.seed, ctx.device)
     levels = sampling_levels(c["schedule"], steps)
@@ -62,24 +63,42 @@ def run(ctx: Context) -> Result:
                                     full, levels, {s: g[:k] for s, g in gains.items()}, c)
         m.update(m_k)
         claims += claims_k
-    m_hf, claims_hf = detail_claims(samples, steps)
+    m_hf, claims_hf = detail_claims(samples, steps, {full_name: "full-rank"})
     m.update(m_hf)
     claims += claims_hf
     for name, s in samples.items():
         m.update(keyed(metrics.copy_stats(s, data), name, f"steps_{steps}"))
 
-    rows = list(samples.items())
-    spectra = {"data": full.eigvals.cpu().tolist()}
-    spectra.update({f"samples {k}": spectrum(s, full.rank) for k, s in samples.items()})
+    labels = {k: k for k in samples} | {full_name: full_label(full.rank, data.shape[0])}
+    rows = [(labels[k], s) for k, s in samples.items()]
     figures = [
-        grid_figure(ctx, "fig5_grid.png", rows, title=f"linear denoisers, DDIM {steps} steps"),
-        grid_figure(ctx, "fig5_grid_fine.png", list(fine_samples.items()),
-                           title=f"the same, DDIM {c['fine_steps']} steps (exact affine map)"),
-        nearest_figure(ctx, "fig5_nearest.png", rows, data),
-        plots.line_plot(ctx.out / "fig5_spectrum.png", list(range(1, full.rank + 1)), spectra,
-                        "eigenvalue index", f"covariance eigenvalue ({steps} steps)", logy=True).name,
+        grid_figure(ctx, "fig5_grid.png", rows, title=f"Fig. 5: linear denoisers of rank K and of full rank "
+                    f"on {data.shape[0]} faces, from the same noise (one per column), {steps} DDIM steps"),
+        grid_figure(ctx, "fig5_grid_fine.png", [(labels[k], s) for k, s in fine_samples.items()],
+                    title=f"The same models and noise with {c['fine_steps']} DDIM steps (drawn through "
+                          f"DDIM's exact affine map)"),
+        nearest_figure(ctx, "fig5_nearest.png", rows, data, "Linear denoisers of rank K and of full rank"),
+        spectrum_figure(ctx, full, {labels[k]: s for k, s in samples.items()}, steps),
     ]
     return Result(m, claims, figures)
+
+
+def full_label(rank: int, n_train: int) -> str:
+    """The full-rank model's row label: its rank, and why it is that (N - 1 centred images, or the
+    pixel count)."""
+    why = f"N - 1 for\nN = {n_train} images" if rank == n_train - 1 else "the pixel count"
+    return f"full rank\n({rank} = {why})"
+
+
+def spectrum_figure(ctx: Context, full: LinearDenoiser, samples: dict[str, torch.Tensor], steps: int) -> str:
+    """The covariance spectrum of the data and of each model's samples."""
+    spectra = {"data": full.eigvals.cpu().tolist()}
+    spectra.update({f"samples, {k}".replace("\n", " "): spectrum(s, full.rank) for k, s in samples.items()})
+    return plots.line_plot(
+        ctx.out / "fig5_spectrum.png", list(range(1, full.rank + 1)), spectra, "eigenvalue index",
+        "covariance eigenvalue", logy=True, size=(7.5, 5.6),
+        title=f"Covariance spectra of the data and of the samples ({plural(steps, 'DDIM step')}): a rank-K "
+              f"model's samples stop at K (beyond it: float32 round-off)").name
 
 
 def spectrum(samples: torch.Tensor, length: int) -> list[float]:
@@ -141,8 +160,9 @@ def rank_claims(model: LinearDenoiser, samples: torch.Tensor, fine_samples: torc
     return m, claims
 
 
-def detail_claims(samples: dict[str, torch.Tensor], steps: int):
-    """High-frequency energy of each model's samples (ordered by rank) and the claims that it rises."""
+def detail_claims(samples: dict[str, torch.Tensor], steps: int, labels: dict[str, str]):
+    """High-frequency energy of each model's samples (ordered by rank) and the claims that it rises
+    (``labels``: a model's name in the statements, where not its own)."""
     hf, rel_se = {}, {}
     m = {}
     for name, s in samples.items():
@@ -158,9 +178,9 @@ def detail_claims(samples: dict[str, torch.Tensor], steps: int):
         m[key("hf_ratio", f"{small} over {large}")] = ratio
         claims.append(Claim.at_most(
             f"less-detail-{small.replace(' ', '-')}-than-{large.split(' (')[0].replace(' ', '-')}",
-            f"Smaller rank loses fine detail: high-frequency energy (above 1/4 cycle/pixel) of the {small} "
-            f"samples over the {large} samples ({steps} steps); threshold 1 - 3 standard errors "
-            f"(from {HF_BATCHES} batches).",
+            f"Smaller rank loses fine detail: high-frequency energy (above 1/4 cycle/pixel) of the "
+            f"{labels.get(small, small)} samples over the {labels.get(large, large)} samples "
+            f"({plural(steps, 'DDIM step')}); threshold 1 - 3 standard errors (from {HF_BATCHES} batches).",
             ratio, 1 - 3 * se))
     return m, claims
 

@@ -32,7 +32,7 @@ from archdiff import metrics, plots, seeding
 from archdiff.denoisers.polynomial import PolynomialDenoiser
 from archdiff.experiments.base import Claim, Context, Experiment, Result, key, keyed
 from archdiff.experiments.checks import health, health_claims, train_nn_distance
-from archdiff.experiments.figures import grid_figure, nearest_figure
+from archdiff.experiments.figures import grid_figure, nearest_figure, plural
 from archdiff.linalg import flatten
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import noisy, sampling_levels
@@ -74,13 +74,15 @@ def run(ctx: Context) -> Result:
     claims = copy_claims(m, degrees, n, top) + claims
     if c.get("alt_recipe"):
         claims.append(dual_claim(m, specs[-1][0], n))
-    title = f"polynomial denoisers, DDIM {c['steps']} steps"
+    about = f"on {data.shape[0]} faces, from the same noise, {plural(c['steps'], 'DDIM step')}"
     figures = [
-        grid_figure(ctx, "fig7_grid.png", rows, title=title),
-        nearest_figure(ctx, "fig7_nearest.png", rows, data),
+        grid_figure(ctx, "fig7_grid.png", rows, title=f"Fig. 7: global polynomial denoisers of rising degree "
+                    f"({c['width']} random features) {about} (one initial noise per column)"),
+        nearest_figure(ctx, "fig7_nearest.png", rows, data, "Polynomial denoisers"),
         plots.line_plot(ctx.out / "fig7_copy_fraction.png", degrees,
                         {"copy fraction": [m[key("copy_fraction", f"degree {k}")] for k in degrees]},
-                        "polynomial degree", "copy fraction").name,
+                        "polynomial degree", "copy fraction", title=f"Fraction of the {n} samples that copy "
+                        f"a training image (nearest < 1/3 of the second nearest), by degree").name,
     ]
     return Result(m, claims, figures)
 
@@ -93,7 +95,7 @@ def sample_watching(model, x_T: torch.Tensor, levels: torch.Tensor, watch: set[i
         if i in watch:
             inputs[i] = x
 
-    return ddim(model, x_T, levels, progress=progress, callback=keep), inputs
+    return ddim(model, x_T, levels, progress=progress, callback=keep, check_finite=False), inputs
 
 
 def distinct_nearest(samples: torch.Tensor, data: torch.Tensor) -> int:
@@ -143,7 +145,7 @@ def dual_claim(m: dict, name: str, n: int) -> Claim:
         "copies-and-novel-at-" + name.replace(",", "").replace("'", "").replace(" ", "-"),
         f"{name}: some samples are copies and some are not: min(copy fraction, 1 - copy fraction), "
         f"threshold 1/n (at least one of each among n = {n} samples; their nearest training images are "
-        f"{distinct} distinct ones).",
+        f"{plural(distinct, 'distinct image')}).",
         min(cf, 1 - cf), 1 / n)
 
 

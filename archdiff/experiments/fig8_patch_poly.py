@@ -27,7 +27,7 @@ from archdiff.denoisers.patch import (
 )
 from archdiff.experiments.base import Claim, Context, Experiment, Result, keyed
 from archdiff.experiments.checks import health, health_claims, train_nn_distance
-from archdiff.experiments.figures import grid_figure, nearest_figure
+from archdiff.experiments.figures import grid_figure, nearest_figure, plural
 from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 
@@ -54,7 +54,7 @@ def run(ctx: Context) -> Result:
     x_T = initial_noise(c["n_samples"], (ch, h, w), ctx.seed, ctx.device)
 
     def sample(den):
-        return ddim(den, x_T, levels, progress=ctx.progress)  # raw: the health checks see explosions
+        return ddim(den, x_T, levels, progress=ctx.progress, check_finite=False)  # raw: health checks
 
     def global_model(seed):
         return PolynomialDenoiser(train, c["degree"], width=c["global_width"], seed=seed, recipe=c["recipe"])
@@ -113,15 +113,18 @@ def run(ctx: Context) -> Result:
             f"sliced Wasserstein distance between the {size} x {size} patches (each minus its mean: texture "
             f"and edges, not brightness) of the patch and of the global samples exceeds what the global "
             f"model's own randomness gives -- the mean + {NULL_SDS:g} SD of the same distance between its "
-            f"sample sets under {c['null_seeds'] + 1} seeds (random features and noise draws). Sets, not "
-            f"pairs: the global samples change completely with the seed.",
+            f"sample sets under {plural(c['null_seeds'] + 1, 'seed')} (random features and noise draws). "
+            f"Sets, not pairs: the global samples change completely with the seed.",
             m["local_sliced_wasserstein.patch_vs_global"],
             float(local_null.mean() + NULL_SDS * local_null.std())),
     ]
     labelled = list(rows.items())
     figures = [
-        grid_figure(ctx, "fig8_grid.png", labelled, title="same initial noise in every column"),
-        nearest_figure(ctx, "fig8_nearest.png", labelled, train),
+        grid_figure(ctx, "fig8_grid.png", labelled,
+                    title=f"Fig. 8: the global and the patch (patches shrinking as the noise falls) "
+                          f"degree-{c['degree']} polynomial denoisers on {train.shape[0]} faces, from the "
+                          f"same noise (one per column), {plural(c['steps'], 'DDIM step')}"),
+        nearest_figure(ctx, "fig8_nearest.png", labelled, train, "Global and patch polynomial models"),
     ]
     return Result(m, claims, figures)
 

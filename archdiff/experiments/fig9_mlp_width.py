@@ -70,8 +70,9 @@ def run(ctx: Context) -> Result:
     ranks = [m[f"effective_rank.width_{w}"] for w in ws]
     m["min_rank_drop"] = min(a - b for a, b in zip(ranks, ranks[1:]))
     figures = [
-        grid_figure(ctx, "fig9.png", rows, title="Image MLPs of decreasing width, same noise"),
-        nearest_figure(ctx, "fig9_nearest.png", rows, data.cpu()),
+        grid_figure(ctx, "fig9.png", rows, title=f"Fig. 9: image MLPs of decreasing hidden width trained on "
+                    f"the same {data.shape[0]} faces, sampled from the same noise (one per column)"),
+        nearest_figure(ctx, "fig9_nearest.png", rows, data.cpu(), "Image MLPs"),
     ]
     return Result(m, claims(m, ws), figures)
 
