@@ -2,6 +2,7 @@
 
 from archdiff.denoisers.base import Denoiser, levels_of, per_level
 from archdiff.denoisers.closed_form import EmpiricalOptimal, LinearDenoiser
+from archdiff.denoisers.local_score import LocalScore as LocalScore
 from archdiff.denoisers.patch import PatchPolynomialDenoiser
 from archdiff.denoisers.polynomial import MomentPolynomialDenoiser, PolynomialDenoiser
 from archdiff.denoisers.saved import load
