@@ -72,3 +72,11 @@ def test_python_dash_m_help_works_outside_the_source_tree(tmp_path):
 def test_the_readme_installs_the_torch_that_ci_pins():
     (pin,) = re.findall(r'^TORCH="(.+)"$', (ROOT / ".ci" / "run").read_text(), flags=re.M)
     assert f"pip install {pin} " in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("module", ["archdiff.samplers", "archdiff.metrics", "archdiff.training",
+                                    "archdiff.denoisers.local_score", "archdiff.interop"])
+def test_each_entry_module_imports_first_in_a_fresh_process(module):
+    """No import cycle: a module imported first (as a command's lazy import does) loads."""
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr.strip().splitlines()[-1]

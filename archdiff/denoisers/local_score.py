@@ -49,7 +49,6 @@ import torch
 from torch.nn import functional as F
 
 from archdiff.denoisers.base import Denoiser, per_level
-from archdiff.samplers import ddim
 
 PADDINGS = ("zeros", "circular", "clipped")
 MIN_VARIANCE = 1e-12  # floor on v = 1 - a, as the memorizing denoiser's
@@ -448,6 +447,8 @@ def calibration_inputs(network: Denoiser, x_T: torch.Tensor, levels: torch.Tenso
                        batch_size: int | None = None) -> list[tuple[float, torch.Tensor]]:
     """(level, x_t) at each level where DDIM from x_T calls the network: the inputs it meets when sampling."""
     states = [x_T]
+    from archdiff.samplers import ddim  # here: samplers imports denoisers, which import this module
+
     ddim(network, x_T, levels, batch_size=batch_size, callback=lambda i, x, x0: states.append(x))
     return list(zip(levels[:-1].tolist(), states[:-1]))
 
