@@ -279,16 +279,19 @@ def local_means(data: torch.Tensor, x: torch.Tensor, alpha_bar: float, sizes: Se
     for group in groups:
         clipped = group[0] if equivariant and padding == "clipped" else None
         blocked = clipped is not None and len(_blocks(xs.shape, clipped, x.device)) > 1
-        for images in _image_blocks(phi, group[-1], blocked, equivariant, chunk):
-            _local(xs, images, _plan(group, x.device), equivariant, clipped, padding, s, v, runs, chunk)
+        _local(xs, _image_blocks(phi, group[-1], blocked, equivariant, chunk), _plan(group, x.device),
+               equivariant, clipped, padding, s, v, runs, chunk)
     if whole and padding == "clipped":
-        for images in _image_blocks(phi, whole[0], False, False, chunk):
-            _local(xs, images, _plan(whole[:1], x.device), False, None, padding, s, v, runs, chunk)
+        _local(xs, _image_blocks(phi, whole[0], False, False, chunk), _plan(whole[:1], x.device), False, None,
+               padding, s, v, runs, chunk)
     elif whole:
-        for images in _image_blocks(phi, 1, False, True, chunk):
+        blocks = _image_blocks(phi, 1, False, True, chunk)
+        tiles = _tiles(b, xs.shape, blocks[0].shape[0], chunk, None, True, x.device)
+        index = [shift_index(xs.shape, padding, t.pixels, t.positions) for t in tiles]  # [P, Y] per tile
+        for images in blocks:
             corr = cross_correlation(xs, images, padding)
-            for tile in _tiles(b, xs.shape, images.shape[0], chunk, None, True, x.device):
-                _whole_tile(corr, xs, images, tile, padding, s, v, runs[whole[0]])
+            for tile, idx in zip(tiles, index):
+                _whole_tile(corr, idx, xs, images, tile, padding, s, v, runs[whole[0]])
     out = torch.stack([runs[p].mean() for p in sizes])  # [S, B, H W, C]
     return out.permute(0, 1, 3, 2).reshape(len(sizes), b, c, h, w)
 
@@ -331,31 +334,39 @@ def _pixel_values(images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor
     return images.flatten(2).transpose(1, 2)[:, positions]
 
 
-def _whole_tile(corr, xs, images, tile, padding, s, v, run) -> None:
+def _whole_tile(corr, index, xs, images, tile, padding, s, v, run) -> None:
     """ELS with a whole-image window (zeros or circular) over one block of images for one tile, from the
-    samples' cross-correlations ``corr`` [B, n, shifts] with the block's images."""
+    samples' cross-correlations ``corr`` [B, n, shifts] with the block's images and the tile's shift index."""
     values = _pixel_values(images, tile.positions).reshape(-1, xs.shape[1])  # [n Y, C]
-    index = shift_index(xs.shape, padding, tile.pixels, tile.positions)  # [P, Y]
     cross = corr[tile.samples][:, :, index]  # [b, n, P, Y]
     energy = images.square().flatten(1).sum(1)  # [n]
     logits = cross.mul_(s / v).sub_(energy[:, None, None], alpha=0.5 * s * s / v).transpose(1, 2)
     run.add(tile.rows, logits.reshape(*logits.shape[:2], -1), lambda q: q @ values)  # [b, P, n Y]
 
 
-def _local(xs, images, plan, equivariant, clipped, padding, s, v, runs, chunk) -> None:
-    """The ELS (or LS) machines of the plan's sizes over one block of images, tile by tile."""
+def _local(xs, blocks, plan, equivariant, clipped, padding, s, v, runs, chunk) -> None:
+    """The ELS (or LS) machines of the plan's sizes, block of training images by block, tile by tile; what
+    does not depend on the images (the samples' patches, masks per tile) is made once."""
     segments, offsets = plan
-    energies = [images.square().sum(1, keepdim=True)] if equivariant and padding == "clipped" else []
-    sources = [PatchSource(z, offsets, segments, padding, 4 * chunk) for z in (xs, images, *energies)]
-    machine = _els_tile if equivariant else _ls_tile
-    for tile in _tiles(xs.shape[0], xs.shape, images.shape[0], chunk, clipped, equivariant, xs.device):
-        machine(xs.shape, images, tile, segments, sources, padding, s, v, runs)
+    samples = PatchSource(xs, offsets, segments, padding, 4 * chunk)
+    tiles = _tiles(xs.shape[0], xs.shape, blocks[0].shape[0], chunk, clipped, equivariant, xs.device)
+    masks: dict = {}
+    for images in blocks:
+        energies = [images.square().sum(1, keepdim=True)] if equivariant and padding == "clipped" else []
+        sources = [samples, *(PatchSource(z, offsets, segments, padding, 4 * chunk)
+                              for z in (images, *energies))]
+        for k, tile in enumerate(tiles):
+            if equivariant:
+                _els_tile(xs.shape, images, tile, segments, sources, padding, s, v, runs, masks, k)
+            else:
+                _ls_tile(xs.shape, images, tile, segments, sources, padding, s, v, runs)
 
 
-def _els_tile(shape, images, tile, segments, sources, padding, s, v, runs) -> None:
-    """ELS over one block of training images for one tile: candidates (i, y), y in the tile's positions.
+def _els_tile(shape, images, tile, segments, sources, padding, s, v, runs, masks, k) -> None:
+    """ELS over one block of training images for tile k: candidates (i, y), y in the tile's positions.
 
     acc holds the logits of the current size, (s X - s^2 E / 2) / v, and grows by each segment's offsets.
+    ``masks`` keeps tile k's clipped masks for the next blocks of images.
     """
     values = _pixel_values(images, tile.positions).reshape(-1, shape[1])  # [n Y, C]: phi_i(y)
     acc = None
@@ -368,14 +379,18 @@ def _els_tile(shape, images, tile, segments, sources, padding, s, v, runs) -> No
         acc.view(-1, w.shape[0]).addmm_(u.reshape(-1, w.shape[1]), w.T, beta=0 if j == 0 else 1, alpha=s / v)
         if padding == "clipped":  # the in-image part of x's window, per pixel x
             sq = sources[2].at(j, everything, tile.positions).flatten(0, 1)  # [n Y, K]
-            energy = inside(shape, sources[0].offsets[seg], tile.pixels) @ sq.T  # [P, n Y]
+            if (k, "inside", j) not in masks:
+                masks[k, "inside", j] = inside(shape, sources[0].offsets[seg], tile.pixels)  # [P, K]
+            energy = masks[k, "inside", j] @ sq.T  # [P, n Y]
         else:
             energy = w.square().sum(-1)  # [n Y]
         acc.sub_(energy, alpha=0.5 * s * s / v)
         logits = acc if j == len(segments) - 1 else acc.clone()  # the running softmax overwrites it
         if padding == "clipped":
-            ok = clipped_candidates(shape, p, tile.pixels, tile.positions)  # [P, Y]
-            logits.view(*logits.shape[:2], images.shape[0], -1).masked_fill_(~ok[None, :, None], -math.inf)
+            if (k, "outside", p) not in masks:
+                masks[k, "outside", p] = ~clipped_candidates(shape, p, tile.pixels, tile.positions)  # [P, Y]
+            outside = masks[k, "outside", p][None, :, None]  # [1, P, 1, Y]
+            logits.view(*logits.shape[:2], images.shape[0], -1).masked_fill_(outside, -math.inf)
         runs[p].add(tile.rows, logits, lambda q: q @ values)
 
 
