@@ -195,11 +195,9 @@ FIT_KINDS: dict[str, dict[str, Any]] = {
 }
 
 
-def fit_closed_form(kind: str, data: torch.Tensor, settings: dict[str, Any], seed: int = 0):
-    """A closed-form denoiser of ``kind`` fitted on data with ``settings`` (checked against FIT_KINDS)."""
-    from archdiff.denoisers import EmpiricalOptimal, LinearDenoiser, PolynomialDenoiser
+def fit_settings(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The kind's settings with ``settings`` applied, each checked against FIT_KINDS (else a UserError)."""
     from archdiff.experiments.base import checked_setting
-    from archdiff.schedule import sampling_levels
 
     if kind not in FIT_KINDS:
         raise UserError(f"unknown closed-form kind {kind!r}: use {', '.join(FIT_KINDS)}")
@@ -208,8 +206,15 @@ def fit_closed_form(kind: str, data: torch.Tensor, settings: dict[str, Any], see
     if unknown:
         raise UserError(f"unknown setting(s) {', '.join(unknown)} for {kind}: its settings are "
                         f"{', '.join(defaults) or 'none'}")
-    s = {**defaults, **{k: checked_setting(f"{kind} setting {k}", defaults[k], v)
-                        for k, v in settings.items()}}
+    return {**defaults, **{k: checked_setting(f"{kind} setting {k}", defaults[k], v)
+                           for k, v in settings.items()}}
+
+
+def fit_closed_form(kind: str, data: torch.Tensor, s: dict[str, Any], seed: int = 0):
+    """A closed-form denoiser of ``kind`` fitted on data with the settings ``fit_settings`` checked."""
+    from archdiff.denoisers import EmpiricalOptimal, LinearDenoiser, PolynomialDenoiser
+    from archdiff.schedule import sampling_levels
+
     try:
         if kind == "linear":
             return LinearDenoiser.fit(data, rank=s["rank"] or None)
@@ -230,9 +235,7 @@ def fit_command(args: argparse.Namespace) -> None:
     from archdiff.data.images import load_images
     from archdiff.threads import policy
 
-    chosen = settings(args.settings, args.config)
-    if args.kind not in FIT_KINDS:
-        raise UserError(f"unknown closed-form kind {args.kind!r}: use {', '.join(FIT_KINDS)}")
+    chosen = fit_settings(args.kind, settings(args.settings, args.config))  # before the data load
     data = load_images(args.data, n=args.n_train, size=args.image_size, seed=args.seed)
     with policy(args.threads):
         model = fit_closed_form(args.kind, data.to(_device(args)), chosen, seed=args.seed)
