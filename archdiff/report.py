@@ -41,6 +41,12 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _result_table(t: dict) -> str:
+    """An experiment's table of measured numbers, under its caption."""
+    rows = [[_fmt(cell) for cell in row] for row in t["rows"]]
+    return f"<p>{html.escape(t['caption'])}</p>" + _table([html.escape(h) for h in t["headers"]], rows)
+
+
 def _holds_when(comparison: str, thresholds: list[float]) -> str:
     """The condition a claim holds under, e.g. '&le; 0.5'."""
     sign = {"<=": "&le;", ">=": "&ge;"}.get(comparison, html.escape(comparison))
@@ -106,6 +112,7 @@ def _section(r: dict, run_dir: Path, claims_html: str, metrics: dict, note: str 
     if note:
         parts.append(f"<p>{note}</p>")
     parts += [_img(run_dir / name) for name in r.get("figures", []) if (run_dir / name).exists()]
+    parts += [_result_table(t) for t in r.get("tables", [])]
     parts += [claims_html, _metrics_table(metrics)]
     return "\n".join(parts)
 

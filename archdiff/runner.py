@@ -169,7 +169,8 @@ def run_experiment(
         "overrides": _jsonable(dict(overrides or {})),
         "data": {k: ctx.resolved[k] for k in ("data_source", "n_train", "data_shape") if k in ctx.resolved},
         "metrics": _jsonable(result.metrics), "claims": [c.to_dict() for c in result.claims],
-        "figures": list(result.figures), **({"resumed": resumed} if resumed else {}),
+        "figures": list(result.figures), "tables": _jsonable([t.to_dict() for t in result.tables]),
+        **({"resumed": resumed} if resumed else {}),
     }
     _finish(partial, root / exp.id, {**about, "threads": n_threads, "resolved": ctx.resolved}, record)
     return record

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from archdiff import threads
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
@@ -11,6 +13,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def thread_policy():
+    """The tests run under archdiff's thread policy, as the runner runs experiments (one thread unless
+    $ARCHDIFF_THREADS says otherwise): on shared cores torch's default threads make tiny operations crawl."""
+    with threads.policy():
+        yield
 
 
 @pytest.fixture

@@ -61,12 +61,40 @@ def test_fit_then_sample_equals_the_fitted_model(tmp_path):
                                    sample(fitted, initial_noise(5, fitted.shape, 0), 4))
 
 
+def test_fit_local_score_calibrated_on_a_saved_machine_finds_its_sizes(tmp_path, capsys):
+    """Calibrated on a saved ELS machine of patch 3, the fitted machine is patch 3 at every level; with a
+    fixed patch, sampling the folder equals sampling the machine."""
+    from archdiff.denoisers import LocalScore
+
+    data = load_images("digits", n=16, size=6)
+    LocalScore(data, 3, padding="clipped").save(tmp_path / "truth")
+    small = [*DATA, "--image-size", "6", "--set", "padding=clipped"]
+    assert main(["fit", "local-score", *small, "--out", str(tmp_path / "cal"), "--set",
+                 f"calibrate_on={tmp_path / 'truth'}", "--set", "patch_sizes=[1, 3, 5]",
+                 "--set", "steps=3"]) == 0
+    assert "noisy to clean: 3 3 3" in capsys.readouterr().out
+    fitted = load(tmp_path / "cal")
+    assert sorted(set(fitted.patch.values())) == [3] and len(fitted.patch) == 3
+
+    npz = tmp_path / "els.npz"
+    assert main(["fit", "local-score", *small, "--out", str(tmp_path / "p5"), "--set", "patch=5"]) == 0
+    assert main(["sample", str(tmp_path / "p5"), "--n", "3", "--steps", "3", "--out", str(npz),
+                 "--quiet"]) == 0
+    with np.load(npz) as z:
+        torch.testing.assert_close(torch.from_numpy(z["samples"]), sample(
+            LocalScore(data, 5, padding="clipped"), initial_noise(3, data.shape[1:], 0), 3))
+
+
 @pytest.mark.parametrize("argv, words", [
     (["train", "unet", *DATA, "--out", "{tmp}/m", "--set", "stepz=3"], ["stepz"]),
     (["train", "unet", *DATA, "--out", "{tmp}/m", "--set", "epochs=ten"], ["epochs", "int"]),
     (["train", "no_such_net", *DATA, "--out", "{tmp}/m"], ["no_such_net"]),
     (["train", "no_such_module:Net", *DATA, "--out", "{tmp}/m"], ["no_such_module"]),
     (["fit", "cubic", *DATA, "--out", "{tmp}/m"], ["cubic"]),
+    (["fit", "local-score", *DATA, "--out", "{tmp}/m", "--set", "padding=reflect"], ["padding", "reflect"]),
+    (["fit", "local-score", *DATA, "--out", "{tmp}/m", "--set", "patch=0"], ["patch", "0"]),
+    (["fit", "local-score", *DATA, "--out", "{tmp}/m", "--set", "patch_sizes=[3, 0]"], ["patch_sizes"]),
+    (["fit", "local-score", *DATA, "--out", "{tmp}/m", "--set", "calibrate_on={tmp}/none"], ["none"]),
     (["sample", "{tmp}/nothing", "--out", "{tmp}/s.npz"], ["nothing"]),
     (["sample", "{tmp}", "--out", "{tmp}/s.txt"], [".npz"]),
     (["measure", "{tmp}/none.npz", "--train", "digits"], ["none.npz"]),

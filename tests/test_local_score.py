@@ -18,7 +18,7 @@ from archdiff.denoisers.local_score import (
     window_offsets,
 )
 from archdiff.experiments import els_unet_agreement as agreement
-from archdiff.experiments.base import Context, check_keys
+from archdiff.experiments.base import Context, check_keys, key
 from archdiff.samplers import ddim
 from archdiff.schedule import sampling_levels
 
@@ -206,11 +206,49 @@ def test_els_unet_agreement_runs_end_to_end(tmp_path):
     with threads.policy(1):  # as the runner runs it (more threads only spin on these tiny tensors)
         result = exp.run(ctx)
     check_keys(result.metrics)
-    assert len(result.claims) == 7 and all(math.isfinite(c.measured) for c in result.claims)
+    ids = [c.id for c in result.claims]
+    scoped = [v for v in ("more pooling", "default", "less pooling", "fewer channels", "circular padding")
+              if agreement.applies(result.metrics, v, v.startswith("circular"))]
+    assert ids == [*(f"machine-beats-baselines-{key(v).replace('_', '-')}" for v in scoped),
+                   "machine-copies-as-network", "patch-size-grows-with-field",
+                   "circular-machine-for-circular-unet"]
+    assert all(math.isfinite(c.measured) for c in result.claims)
     for name in ("more_pooling", "default", "less_pooling", "fewer_channels", "circular_padding"):
         for model in ("els", "ls", "memorizer", "linear"):
-            assert -1 <= result.metrics[f"corr_median.{name}.{model}"] <= 1
+            for q in ("corr_median", "centered_corr_median", "corr_chance_median"):
+                assert -1 <= result.metrics[f"{q}.{name}.{model}"] <= 1
         whole = 8 if name.startswith("circular") else 15  # the largest candidate, capped at the covering size
         assert result.metrics[f"patch_size.{name}.els.level_1"] in (1, 3, whole)
     assert "corr_median.circular_padding.els_clipped" in result.metrics
     assert all((tmp_path / f).is_file() for f in result.figures)
+    assert [len(t.rows) for t in result.tables] == [6, 5]  # the variants (+ Kamb & Ganguli's row)
+
+
+def _scope_metrics(**copies: tuple[float, float]) -> dict:
+    """Metrics of the five variants at 16 px (fig1's quick fields) with the given copy fractions."""
+    fields = {"more pooling": 48, "default": 20, "less pooling": 7, "fewer channels": 20,
+              "circular padding": 20}
+    m = {"image_size": 16}
+    for v, f in fields.items():
+        net, els = copies.get(key(v), (0.0, 0.0))
+        m |= {key("receptive_field", v): f, key("copy_fraction", v, "network"): net,
+              key("copy_fraction", v, "els"): els}
+    return m
+
+
+def test_the_theory_applies_to_narrow_fields_and_circular_padding_of_creating_networks():
+    m = _scope_metrics(more_pooling=(0.9, 1.0), circular_padding=(0.0, 0.0))
+    assert [bool(agreement.applies(m, v, v.startswith("circular"))) for v in
+            ("more pooling", "default", "less pooling", "fewer channels", "circular padding")] == [
+        False, False, True, False, True]
+    m[key("copy_fraction", "less pooling", "network")] = 0.5  # a majority copies: no longer a creator
+    assert not agreement.applies(m, "less pooling", False)
+
+
+@pytest.mark.parametrize("copies, holds", [({}, True), ({"more_pooling": (0.9, 1.0)}, True),
+                                           ({"more_pooling": (0.9, 0.1)}, False),
+                                           ({"default": (0.0, 0.6)}, False)])
+def test_the_regime_claim_fails_when_machine_and_network_copy_differently(copies, holds):
+    m = _scope_metrics(**copies)
+    variants = ["more pooling", "default", "less pooling", "fewer channels", "circular padding"]
+    assert agreement.copies_as_network(m, variants).holds is holds

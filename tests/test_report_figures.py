@@ -19,6 +19,7 @@ from archdiff.experiments import fig1_unet_variants as fig1
 from archdiff.experiments import fig5_linear_rank_images as fig5
 from archdiff.experiments import fig6_linear_retrain as fig6
 from archdiff.experiments import get
+from archdiff.experiments.base import Table
 from archdiff.experiments.figures import plural
 from archdiff.runner import run_experiment
 from archdiff.theory import GaussianPrediction
@@ -162,6 +163,16 @@ def test_report_says_how_each_claim_is_decided():
                                    "comparison": "<=", "holds": True}])
     assert "&le; 0.5" in table
     assert f"max-width:{plots.PAGE_PX}px" in report.STYLE
+
+
+def test_an_experiments_table_reaches_the_report_escaped_and_rounded():
+    """A Result's table goes through the run's record into its section, cells escaped, floats 4 digits."""
+    t = Table("r <by> variant", ["variant", "r"], [["a<b", 0.123456], ["c", 2]])
+    html = report._section({"experiment": "x", "title": "t", "paper": "p", "scale": "quick", "seconds": 1.0,
+                            "tables": [t.to_dict()]}, Path("."), "", {})
+    assert "r &lt;by&gt; variant" in html and "<td>a&lt;b</td><td>0.1235</td>" in html
+    with pytest.raises(ValueError, match="2 cells"):
+        Table("bad", ["a", "b"], [["only one"]])
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import archdiff
 from archdiff.denoisers import (
     EmpiricalOptimal,
     LinearDenoiser,
+    LocalScore,
     MomentPolynomialDenoiser,
     PatchPolynomialDenoiser,
     PerLevelDenoiser,
@@ -49,6 +50,8 @@ CLOSED_FORM = {
     "moment-polynomial": lambda: MomentPolynomialDenoiser.from_data(vectors(d=2), 2),
     "patch-polynomial": lambda: PatchPolynomialDenoiser(images(), [(5, 10), (3, 8)], levels=LEVELS, seed=2,
                                                         max_chunk_bytes=20_000),
+    "local-score": lambda: LocalScore(images(), {0.3: 3, 0.5 + 0.8 / 3: 5}, padding="clipped", chunk=500),
+    "local-score-ls": lambda: LocalScore(images(), 3, equivariant=False, padding="circular"),
 }
 
 

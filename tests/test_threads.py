@@ -22,12 +22,16 @@ def test_policy_resolution_order(monkeypatch):
 
 
 def test_policy_applies_for_the_block_then_restores():
-    before = torch.get_num_threads()
-    with threads.policy(1) as n:
-        assert n == 1 == torch.get_num_threads()
-    assert torch.get_num_threads() == before
-    with threads.policy(0) as n:  # 0: torch's own setting stays
-        assert n == before
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)  # a caller's setting other than the policy's
+    try:
+        with threads.policy(1) as n:
+            assert n == 1 == torch.get_num_threads()
+        assert torch.get_num_threads() == 2
+        with threads.policy(0) as n:  # 0: torch's own setting stays
+            assert n == 2
+    finally:
+        torch.set_num_threads(outer)
 
 
 def test_freed_memory_is_kept_where_the_c_library_is_glibc():

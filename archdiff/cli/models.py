@@ -42,7 +42,10 @@ FIT_EXAMPLES = """examples:
   archdiff fit linear --data lfw --out models/linear
   archdiff fit linear --data lfw --out models/rank10 --set rank=10
   archdiff fit polynomial --data lfw --out models/poly3 --set degree=3 --set steps=50
-  archdiff fit memorizing --data lfw --out models/memorizer"""
+  archdiff fit memorizing --data lfw --out models/memorizer
+  archdiff fit local-score --data lfw --out models/els5 --set patch=5 --set padding=circular
+  archdiff fit local-score --data lfw --out models/els --set calibrate_on=models/unet   (Kamb & Ganguli's
+      calibration: per level, the patch size whose output best matches the saved network's)"""
 
 SAMPLE_EXAMPLES = """examples:
   archdiff sample models/unet --n 64 --steps 50 --out unet.npz
@@ -84,7 +87,7 @@ def add_commands(sub: argparse._SubParsersAction, common) -> None:
                          epilog=f"{FIT_EXAMPLES}\n\nsettings (--set) and their defaults:\n{kinds}\n"
                                 f"(rank 0: the data's full rank; steps / schedule: the sampling levels a "
                                 f"per-level fit is fitted at before it is saved)", formatter_class=fmt)
-    fit.add_argument("kind", help="linear | memorizing | polynomial")
+    fit.add_argument("kind", help="linear | memorizing | polynomial | local-score")
     _data_options(fit, "--data", required=True)
     fit.add_argument("--out", required=True, help="folder for the saved model")
     _settings_options(fit, "setting of the kind")
@@ -186,18 +189,23 @@ def train_command(args: argparse.Namespace) -> None:
 
 
 # kind -> its settings with their defaults (``rank`` 0: the data's full rank; ``steps`` / ``schedule``: the
-# sampling levels fitted before saving, for the kinds fitted per level)
+# sampling levels fitted before saving, for the kinds fitted per level; local-score: ``patch`` one size for
+# every level, unless ``calibrate_on`` names a saved model to calibrate a size per level on, at the
+# ``steps``-step grid, among ``patch_sizes``, on its DDIM trajectories from ``calibration_samples`` noises)
 FIT_KINDS: dict[str, dict[str, Any]] = {
     "linear": {"rank": 0},
     "memorizing": {},
     "polynomial": {"degree": 3, "width": 1024, "draws": 1, "ridge": 1e-5, "recipe": "authors", "steps": 50,
                    "schedule": "cosine"},
+    "local-score": {"patch": 5, "equivariant": True, "padding": "zeros", "calibrate_on": "",
+                    "patch_sizes": [1, 3, 5, 7, 9, 11, 13, 15, 19, 23, 31], "calibration_samples": 4,
+                    "steps": 10, "schedule": "cosine"},
 }
 
 
 def fit_settings(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
     """The kind's settings with ``settings`` applied, each checked against FIT_KINDS (else a UserError)."""
-    from archdiff.experiments.base import checked_setting
+    from archdiff.experiments.base import check_range, checked_setting
 
     if kind not in FIT_KINDS:
         raise UserError(f"unknown closed-form kind {kind!r}: use {', '.join(FIT_KINDS)}")
@@ -206,8 +214,10 @@ def fit_settings(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise UserError(f"unknown setting(s) {', '.join(unknown)} for {kind}: its settings are "
                         f"{', '.join(defaults) or 'none'}")
-    return {**defaults, **{k: checked_setting(f"{kind} setting {k}", defaults[k], v)
-                           for k, v in settings.items()}}
+    chosen = {k: checked_setting(f"{kind} setting {k}", defaults[k], v) for k, v in settings.items()}
+    for k, v in chosen.items():
+        check_range(f"{kind} setting {k}", defaults[k], v)
+    return {**defaults, **chosen}
 
 
 def fit_closed_form(kind: str, data: torch.Tensor, s: dict[str, Any], seed: int = 0):
@@ -220,6 +230,8 @@ def fit_closed_form(kind: str, data: torch.Tensor, s: dict[str, Any], seed: int 
             return LinearDenoiser.fit(data, rank=s["rank"] or None)
         if kind == "memorizing":
             return EmpiricalOptimal(data)
+        if kind == "local-score":
+            return fit_local_score(data, s, seed)
         model = PolynomialDenoiser(data, s["degree"], width=s["width"], draws=s["draws"], ridge=s["ridge"],
                                    seed=seed, recipe=s["recipe"])
         for level in sampling_levels(s["schedule"], s["steps"])[:-1].tolist():
@@ -227,6 +239,28 @@ def fit_closed_form(kind: str, data: torch.Tensor, s: dict[str, Any], seed: int 
         return model
     except ValueError as e:
         raise UserError(f"{kind}: {e}") from None
+
+
+def fit_local_score(data: torch.Tensor, s: dict[str, Any], seed: int):
+    """The local-score machine of the settings: one patch size, or calibrated per level on a saved model."""
+    from archdiff.denoisers import LocalScore
+    from archdiff.denoisers.local_score import calibrate, calibration_inputs
+    from archdiff.samplers import initial_noise
+    from archdiff.schedule import sampling_levels
+
+    machine = {"equivariant": s["equivariant"], "padding": s["padding"]}
+    if not s["calibrate_on"]:
+        return LocalScore(data, s["patch"], **machine)
+    network = load_model(s["calibrate_on"], data.device)
+    shape = tuple(data.shape[1:])
+    if tuple(network.shape) != shape:
+        raise UserError(f"calibrate_on: {s['calibrate_on']} denoises samples of shape {list(network.shape)}, "
+                        f"the data are {list(shape)}: give the data it was trained on (--image-size)")
+    x_T = initial_noise(s["calibration_samples"], shape, seed, data.device, stream="calibration")
+    inputs = calibration_inputs(network, x_T, sampling_levels(s["schedule"], s["steps"]))
+    cal = calibrate(data, network, inputs, s["patch_sizes"], **machine)
+    print(f"calibrated patch size per level, noisy to clean: {' '.join(map(str, cal.chosen))}")
+    return LocalScore(data, cal.schedule(), **machine)
 
 
 def fit_command(args: argparse.Namespace) -> None:

@@ -48,7 +48,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from archdiff.denoisers.base import Denoiser, per_level
+from archdiff.denoisers.base import Denoiser, check_data, per_level
+from archdiff.denoisers.saved import StateDict, saved_config
 
 PADDINGS = ("zeros", "circular", "clipped")
 MIN_VARIANCE = 1e-12  # floor on v = 1 - a, as the memorizing denoiser's
@@ -416,10 +417,20 @@ def log_snr(alpha_bar: float) -> float:
 class LocalScore(Denoiser):
     """The ELS (``equivariant=True``) or LS machine of the training images with a patch size per level."""
 
+    kind = "local-score"
+
     def __init__(self, data: torch.Tensor, patch: int | Mapping[float, int], *, equivariant: bool = True,
                  padding: str = "zeros", chunk: int = CHUNK):
+        check_data(data)
+        if data.dim() != 4:
+            raise ValueError(f"data must be images [N, C, H, W], got shape {list(data.shape)}")
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        sizes = [patch] if isinstance(patch, int) else list(patch.values())
+        if not sizes or any(isinstance(p, bool) or int(p) != p or p < 1 for p in sizes):
+            raise ValueError(f"patch sizes must be integers >= 1, got {patch!r}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.data = data.to(torch.float64)  # [N, C, H, W]
         self.shape = tuple(data.shape[1:])
         self.patch = patch if isinstance(patch, int) else {float(a): int(p) for a, p in patch.items()}
@@ -438,6 +449,21 @@ class LocalScore(Denoiser):
 
     def denoise(self, x: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
         return per_level(x, alpha_bar, lambda xs, a: self.means(xs, a, [self.patch_at(a)])[0].to(x.dtype))
+
+    def to_saved(self) -> tuple[dict, StateDict]:
+        """config.json's content (the patch size, or levels and sizes) and the training images (float64)."""
+        patch = self.patch if isinstance(self.patch, int) else [[a, p] for a, p in self.patch.items()]
+        settings = {"patch": patch, "equivariant": self.equivariant, "padding": self.padding,
+                    "chunk": self.chunk}
+        return saved_config(self.kind, self.shape, settings=settings), {"images": self.data}
+
+    @classmethod
+    def from_saved(cls, config: dict, tensors: StateDict, device="cpu") -> LocalScore:
+        """The model ``to_saved`` described."""
+        s = config["settings"]
+        patch = s["patch"] if isinstance(s["patch"], int) else {float(a): int(p) for a, p in s["patch"]}
+        return cls(tensors["images"].to(device), patch, equivariant=s["equivariant"], padding=s["padding"],
+                   chunk=s["chunk"])
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ and the trainer both call it); ``load(folder)`` rebuilds the denoiser in any pro
         "archdiff"       the version of archdiff that wrote it
         "kind"           "network" (a trained network, ``trained.py``; also every format-1 folder) or a
                          closed-form kind: "linear", "empirical-optimal", "polynomial", "moment-polynomial",
-                         "patch-polynomial" (each class's ``kind``)
+                         "patch-polynomial", "local-score" (each class's ``kind``)
         "shape"          one sample's shape
         network          "net" {"name", "kwargs", "module" (the user's module that registers the name)},
                          "train" {..., "conditioning", "levels" (per-level)}, "data" {"n", "sha256"} (when
@@ -141,11 +141,12 @@ def kinds() -> dict[str, Loader]:
     """Each saved kind's loader, ``(config, tensors, device) -> Denoiser``: ``load`` dispatches on "kind"."""
     from archdiff.denoisers import trained
     from archdiff.denoisers.closed_form import EmpiricalOptimal, LinearDenoiser
+    from archdiff.denoisers.local_score import LocalScore
     from archdiff.denoisers.patch import PatchPolynomialDenoiser
     from archdiff.denoisers.polynomial import MomentPolynomialDenoiser, PolynomialDenoiser
 
     closed = (LinearDenoiser, EmpiricalOptimal, PolynomialDenoiser, MomentPolynomialDenoiser,
-              PatchPolynomialDenoiser)
+              PatchPolynomialDenoiser, LocalScore)
     return {NETWORK: trained.from_saved, **{c.kind: c.from_saved for c in closed}}
 
 

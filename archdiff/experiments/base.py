@@ -30,7 +30,8 @@ SCALES = ("quick", "paper")
 WORK_DIR = ".work"  # a run folder's files needed only while it runs (see Context.work)
 MAJORITY = 0.5  # a model "copies" when most of its samples are copies, and "does not copy" otherwise
 KEY = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
-__all__ = ["MAJORITY", "SCALES", "Claim", "Context", "Experiment", "Result", "UserError", "key", "keyed"]
+__all__ = ["MAJORITY", "SCALES", "Claim", "Context", "Experiment", "Result", "Table", "UserError", "key",
+           "keyed"]
 
 
 def key(*parts: object) -> str:
@@ -82,13 +83,30 @@ class Claim:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Table:
+    """A small table of measured numbers for the report (cells: text or numbers; floats show 4 digits)."""
+
+    caption: str
+    headers: list[str]
+    rows: list[list[Any]]
+
+    def __post_init__(self):
+        if any(len(row) != len(self.headers) for row in self.rows):
+            raise ValueError(f"table {self.caption!r}: every row needs {len(self.headers)} cells")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class Result:
-    """What ``run`` returns: measured numbers, claims, and the figure files it wrote (names in out)."""
+    """What ``run`` returns: measured numbers, claims, the figure files it wrote (names in out) and tables."""
 
     metrics: dict[str, Any]
     claims: list[Claim]
     figures: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
 
 
 def interactive() -> bool:
@@ -202,15 +220,15 @@ class Experiment:
                 raise UserError(f"unknown setting {key!r} for {self.id}: its settings are "
                                 f"{', '.join(config)}")
             config[key] = checked_setting(f"{self.id} setting {key}", config[key], value)
-            _check_range(f"{self.id} setting {key}", self.scales[scale][key], config[key])
+            check_range(f"{self.id} setting {key}", self.scales[scale][key], config[key])
         return config
 
 
-def _check_range(name: str, default: Any, value: Any) -> None:
+def check_range(name: str, default: Any, value: Any) -> None:
     """Refuse a value out of the range a positive default implies (for a list: of its first item)."""
     if isinstance(default, list):
         for item in value if default else []:
-            _check_range(name, default[0], item)
+            check_range(name, default[0], item)
         return
     if isinstance(default, bool) or not isinstance(default, int | float) or default <= 0:
         return

@@ -126,10 +126,10 @@ def run(ctx: Context) -> Result:
     samples = {}
     period = 2 ** nets["circular padding"]["num_blocks"]
     for name, kw in nets.items():
-        s, losses = train_and_sample(ctx, NetSpec("unet", kw), data, x_T, name)
+        s, trained = train_and_sample(ctx, NetSpec("unet", kw), data, x_T, name)
         samples[name] = s.cpu()
         m[key("receptive_field", name)] = receptive_field(kw["num_blocks"])
-        m[key("final_loss", name)] = float(losses[-1].mean())
+        m[key("final_loss", name)] = float(trained.losses[-1].mean())
         m.update(keyed(metrics.copy_stats(s, data), name))
         m[key("hf_energy", name)], m[key("hf_energy_se", name)] = sharpness(s)
         m[key("mean_corr", name)] = correlation(s.mean(0), data.mean(0))

@@ -57,11 +57,11 @@ def run(ctx: Context) -> Result:
     m: dict = {"n_train": data.shape[0], "widths": ws, "effective_rank.train": metrics.effective_rank(data)}
     rows, floor = [], 0.0
     for w in ws:
-        both, losses = train_and_sample(ctx, NetSpec("image_mlp", {"shape": list(shape), "width": w}),
+        both, trained = train_and_sample(ctx, NetSpec("image_mlp", {"shape": list(shape), "width": w}),
                                         data, x_T, f"width {w}")
         s, other = both[: c["n_samples"]].cpu(), both[c["n_samples"]:].cpu()
         rows.append((f"width {w}", s))
-        m[f"final_loss.width_{w}"] = float(losses[-1].mean())
+        m[f"final_loss.width_{w}"] = float(trained.losses[-1].mean())
         m.update(keyed(metrics.copy_stats(s, data), f"width_{w}"))
         m[f"effective_rank.width_{w}"] = metrics.effective_rank(s)
         m[f"numerical_rank.width_{w}"] = metrics.numerical_rank(s)

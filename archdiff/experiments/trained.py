@@ -15,7 +15,7 @@ SPEED_SWITCHES = {k: getattr(TrainConfig(), k) for k in ("precision", "channels_
 
 
 def train_and_sample(ctx: Context, spec: NetSpec, data: torch.Tensor, x_T: torch.Tensor, name: str):
-    """Train one network denoiser as the config says, then DDIM-sample it from x_T; (samples, losses).
+    """Train one network denoiser as the config says, then DDIM-sample it from x_T; (samples, TrainResult).
 
     The network trains with checkpoints into ``models/NAME`` of the run folder when the config saves models,
     else into the run's work folder (removed when the run finishes); either way a stopped run resumes it.
@@ -33,4 +33,4 @@ def train_and_sample(ctx: Context, spec: NetSpec, data: torch.Tensor, x_T: torch
     ctx.stage(f"sampling {label}: {x_T.shape[0]} samples, {c['steps']} steps")
     samples = ddim(result.denoiser, x_T, sampling_levels(c["schedule"], c["steps"]),
                    batch_size=c["sample_batch"], progress=ctx.progress)
-    return samples.clamp(-1, 1), result.losses
+    return samples.clamp(-1, 1), result
