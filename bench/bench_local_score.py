@@ -97,14 +97,14 @@ def rows_for(name: str, data: torch.Tensor, x: torch.Tensor, patches: list[int],
     memorizer = EmpiricalOptimal(data)
     t_mem = best_time(lambda: memorizer(x, LEVEL), args.repeat)
     out = [(name, "memorizer", "", "", t_mem, 1.0, None)]
-    print(*out[-1], flush=True)
+    print(*out[-1], file=sys.stderr, flush=True)  # progress; the table goes to stdout
     for machine, padding, p in cases_for(name, data.shape, patches):
         eq = machine == "ELS"
         t = machine_time(data, x, [p], eq, padding, args.repeat)
         whole = " (whole)" if eq and p == covering_size(data.shape, padding) else ""
         loop = loop_time(data, x, p, padding, eq, args.loop_pixels) if name == "quick" else None
         out.append((name, machine, padding, f"{p}{whole}", t, t / t_mem, loop))
-        print(*out[-1], flush=True)
+        print(*out[-1], file=sys.stderr, flush=True)  # progress; the table goes to stdout
     if name == "quick":  # a calibration step: every candidate size of els-unet-agreement's quick scale
         sizes = [q for q in QUICK_SIZES if q <= covering_size(data.shape, "clipped")]
         t_all = machine_time(data, x, sizes, True, "clipped", 1)

@@ -137,3 +137,16 @@ def test_sample_a_saved_diffusers_pipeline(tmp_path):
         # the command runs under the thread policy (1 thread): float32 sums may group differently here
         expected = sample(den, initial_noise(3, den.shape, 0), 4)
         torch.testing.assert_close(torch.from_numpy(z["samples"]), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_cli_relays_warnings_but_not_other_libraries_notices_about_their_api(capsys):
+    """One line per warning; another library's deprecation / future notice is dropped, archdiff's is not."""
+    from archdiff import cli
+
+    cli._one_line_warning("ours", UserWarning, cli.__file__, 1)
+    cli._one_line_warning("ours, deprecated", DeprecationWarning, cli.__file__, 1)
+    cli._one_line_warning("theirs, future", FutureWarning, "/elsewhere/sklearn/base.py", 1)
+    cli._one_line_warning("theirs, about the run", UserWarning, "/elsewhere/torch/nn.py", 1)
+    assert capsys.readouterr().err.splitlines() == [
+        "archdiff: warning: ours", "archdiff: warning: ours, deprecated",
+        "archdiff: warning: theirs, about the run"]

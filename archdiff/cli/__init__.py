@@ -311,8 +311,15 @@ def summary_table(summary: dict) -> list[str]:
     return [f"{a:<{width[0]}}  {b:>{width[1]}}  {c:>{width[2]}}" for a, b, c in [head, *rows]]
 
 
+LIBRARY_NOISE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)  # about a library's own API
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning as one line on stderr, without the source line."""
+    """A warning as one line on stderr, without the source line; another library's notice about its own
+    API (deprecations, future changes) is not the user's concern and is dropped."""
+    ours = Path(filename).resolve().is_relative_to(Path(__file__).resolve().parents[1])
+    if not ours and issubclass(category, LIBRARY_NOISE):
+        return
     print(f"archdiff: warning: {message}", file=sys.stderr if file is None else file)
 
 

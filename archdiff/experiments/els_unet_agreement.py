@@ -201,7 +201,8 @@ def run(ctx: Context) -> Result:
                 sizes[name] = cal.chosen
                 m[key("copy_fraction", name, "els")] = metrics.copy_fraction(s, data)
                 rows += [(f"{name}\nUNet, field {m[key('receptive_field', name)]} px", net),
-                         (f"its ELS ({padding})\nmedian r {m[key('corr_median', name, 'els')]:.2f}", s)]
+                         (f"its ELS ({padding})\nr {m[key('corr_median', name, 'els')]:.2f}, about the "
+                          f"mean {m[key('centered_corr_median', name, 'els')]:.2f}", s)]
         ls, cal = calibrated(ctx, data, network, inputs, "circular" if own == "circular" else "zeros", False)
         comparison.add("ls", sample(ls), cal)
         for model, s in baselines.items():

@@ -7,7 +7,7 @@ on the image of R^h under the decoder: a curve for h = 1, a 2-D region for h = 2
 
 Measure: TwoNN intrinsic dimension (``metrics.intrinsic_dimension``, duplicates removed) of each model's
 samples, scaled to unit RMS first (TwoNN is scale-free; the scaling makes its duplicate rounding
-relative). A claim holds when the estimate rounds to h (|ID - h| < 0.5, half the gap between adjacent
+relative). A claim holds when the estimate rounds to h (|ID - h| <= 0.5, half the gap between adjacent
 integer dimensions). The estimator is calibrated on sets of the same size whose dimension is known --
 points on a circle (1-D) and the 3GMM training data (2-D) -- and its error there is reported, so a
 reader can see how much of the 0.5 margin estimator bias uses up.
@@ -81,8 +81,8 @@ def run(ctx: Context) -> Result:
         claims.append(Claim.at_most(
             f"samples-on-{h}d-manifold-{name}",
             f"Samples of the bottleneck MLP with h={h} (H={kw['hidden']}) lie on an h-dimensional manifold: "
-            f"|TwoNN dimension - {h}| < {ROUNDING} (the estimate rounds to h; the estimator's error on known "
-            f"1-D/2-D sets of the same size is reported as intrinsic_dimension.calibration_error).",
+            f"|TwoNN dimension - {h}| <= {ROUNDING} (the estimate rounds to h; the estimator's error on "
+            f"known 1-D/2-D sets of the same size is reported as intrinsic_dimension.calibration_error).",
             abs(dim - bottleneck_prediction(h)), ROUNDING))
     lim = 3.2 * toy2d.R3 / math.sqrt(2) * 1.2
     fig = plots.scatter_panels(
