@@ -192,6 +192,22 @@ def test_too_many_unreadable_files_is_an_error_naming_them(tmp_path, capsys):
     assert "broken0.png" in line and "broken1.png" in line and "--max-bad-files" in line
 
 
+def test_fit_train_and_measure_take_max_bad_files_too(tmp_path, capsys):
+    """The user's own commands skip unreadable files up to --max-bad-files, naming each, then refuse."""
+    folder = _images(tmp_path / "faces", good=4, bad=2)
+    fit = ["fit", "linear", "--data", f"folder:{folder}"]
+    _rejected([*fit, "--max-bad-files", "1"], tmp_path / "m1", capsys, "more than 1 unreadable image files")
+    assert _status([*fit, "--max-bad-files", "2", "--out", str(tmp_path / "m2")]) == 0
+    assert "broken1.png" in capsys.readouterr().err and (tmp_path / "m2" / "config.json").is_file()
+    train = ["train", "unet", "--data", f"folder:{folder}", "--set", "epochs=1"]
+    _rejected([*train, "--max-bad-files", "1"], tmp_path / "t", capsys, "more than 1 unreadable image files")
+    samples = tmp_path / "s.npz"
+    np.savez(samples, samples=np.zeros((3, 1, 8, 8), np.float32))
+    assert _status(["measure", str(samples), "--train", f"folder:{folder}", "--max-bad-files", "1"]) == 2
+    assert "more than 1 unreadable image files" in capsys.readouterr().err
+    assert _status(["measure", str(samples), "--train", f"folder:{folder}", "--max-bad-files", "2"]) == 0
+
+
 def test_a_folder_without_readable_images_is_an_error(tmp_path, capsys):
     folder = _images(tmp_path / "faces", good=0, bad=3)
     _rejected([*FIG6, "--data", f"folder:{folder}"], tmp_path / "runs", capsys, "no readable images")

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from archdiff.data.images import MAX_BAD_FILES
 from archdiff.errors import UserError
 
 TRAIN_EXAMPLES = """examples:
@@ -118,6 +119,9 @@ def _data_options(p: argparse.ArgumentParser, flag: str, required: bool) -> None
                    help="lfw | digits | celeba:PATH | folder:PATH | npz:PATH")
     p.add_argument("--n-train", type=int, default=None, metavar="N", help="a seeded subset of N images")
     p.add_argument("--image-size", type=int, default=None, metavar="S", help="resize images to S x S")
+    p.add_argument("--max-bad-files", type=int, default=MAX_BAD_FILES, metavar="N",
+                   help=f"unreadable files of an image folder to skip, each named in a warning, before "
+                        f"loading it is an error (default {MAX_BAD_FILES})")
 
 
 def _settings_options(p: argparse.ArgumentParser, what: str) -> None:
@@ -165,7 +169,8 @@ def train_command(args: argparse.Namespace) -> None:
     from archdiff.training import CHECKPOINT_FILE, train
 
     config = train_config(settings(args.settings, args.config), args.seed)
-    data = load_images(args.data, n=args.n_train, size=args.image_size, seed=args.seed)
+    data = load_images(args.data, n=args.n_train, size=args.image_size, seed=args.seed,
+                       max_bad_files=args.max_bad_files)
     net_kwargs = settings(args.net_set, None, "--net-set")
     try:
         spec = NetSpec(args.net, data_filled(factory(args.net), net_kwargs, data))
@@ -270,7 +275,8 @@ def fit_command(args: argparse.Namespace) -> None:
     from archdiff.threads import policy
 
     chosen = fit_settings(args.kind, settings(args.settings, args.config))  # before the data load
-    data = load_images(args.data, n=args.n_train, size=args.image_size, seed=args.seed)
+    data = load_images(args.data, n=args.n_train, size=args.image_size, seed=args.seed,
+                       max_bad_files=args.max_bad_files)
     with policy(args.threads):
         model = fit_closed_form(args.kind, data.to(_device(args)), chosen, seed=args.seed)
         model.save(args.out)
@@ -407,7 +413,8 @@ def measure_command(args: argparse.Namespace) -> None:
 def _training_images(args: argparse.Namespace, size: int | None) -> torch.Tensor:
     from archdiff.data.images import load_images
 
-    return load_images(args.train, n=args.n_train, size=size, seed=args.seed)
+    return load_images(args.train, n=args.n_train, size=size, seed=args.seed,
+                       max_bad_files=args.max_bad_files)
 
 
 def _device(args: argparse.Namespace) -> torch.device:
