@@ -23,12 +23,14 @@ Two measures of agreement, each the median over samples:
 Where the theory applies. The machine is the optimal denoiser under locality and translation equivariance;
 it predicts a network for which one of the two constrains: a field narrower than the image (no output pixel
 sees the whole image) or circular padding (exact equivariance), and a network that creates (copies no
-majority of its samples). A zero-padded network whose field covers the image is constrained by neither
-(measured at the quick scale, 16 px images, field 20 px: the linear model agrees better with the default
-and fewer-channels UNets than the machine does, r about the mean 0.66 vs 0.53 and 0.59 vs 0.53 -- the
-paper's point that locality alone does not decide what a network generates); a copying network's calibrated
-window covers the image, where the machine is the memorizer (see ``machine-copies-as-network``). Their
-agreement is measured and tabled like the others, without a claim.
+majority of its samples). A zero-padded network whose field covers the image is constrained by neither.
+Measured at the quick scale (16 px images, field 20 px), seeds 0-4: the machine's median r about the mean
+minus the linear model's was -0.13, +0.04, -0.15, -0.03, -0.07 for the default UNet and -0.06, +0.09,
++0.04, +0.17, +0.09 for the fewer-channels one (paired SEs 0.03-0.05): no consistent winner, and two
+networks of the same field explained by locality to different degrees -- the paper's point that the field
+alone does not decide what a network generates. A copying network's calibrated window covers the image,
+where the machine is the memorizer (see ``machine-copies-as-network``). These variants' agreement is
+measured and tabled like the others, without a claim.
 
 The machine pads as the network pads: the circular UNet gets the circular machine, the zero-padded UNets the
 machine of ``zero_padding_machine``: "clipped" (the boundary-aware ELS, the default) or "zeros". (Measured
