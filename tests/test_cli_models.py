@@ -95,6 +95,10 @@ def test_fit_local_score_calibrated_on_a_saved_machine_finds_its_sizes(tmp_path,
     (["fit", "local-score", *DATA, "--out", "{tmp}/m", "--set", "patch=0"], ["patch", "0"]),
     (["fit", "local-score", *DATA, "--out", "{tmp}/m", "--set", "patch_sizes=[3, 0]"], ["patch_sizes"]),
     (["fit", "local-score", *DATA, "--out", "{tmp}/m", "--set", "calibrate_on={tmp}/none"], ["none"]),
+    (["fit", "local-score", *DATA, "--out", "{tmp}/m", "--set", "patch_sizes=[]"], ["patch_sizes"]),
+    (["fit", "local-score", *DATA, "--out", "{tmp}/m", "--set", "calibrate_on={tmp}", "--set", "patch=3"],
+     ["patch", "calibrate_on", "not both"]),
+    (["fit", "linear", *DATA, "--out", "{tmp}/m", "--set", "rank=-3"], ["rank", "-3"]),
     (["sample", "{tmp}/nothing", "--out", "{tmp}/s.npz"], ["nothing"]),
     (["sample", "{tmp}", "--out", "{tmp}/s.txt"], [".npz"]),
     (["measure", "{tmp}/none.npz", "--train", "digits"], ["none.npz"]),
@@ -140,13 +144,15 @@ def test_sample_a_saved_diffusers_pipeline(tmp_path):
 
 
 def test_the_cli_relays_warnings_but_not_other_libraries_notices_about_their_api(capsys):
-    """One line per warning; another library's deprecation / future notice is dropped, archdiff's is not."""
+    """One line per warning; an installed library's deprecation / future notice is dropped, archdiff's and
+    the user's own code's are not."""
     from archdiff import cli
 
     cli._one_line_warning("ours", UserWarning, cli.__file__, 1)
     cli._one_line_warning("ours, deprecated", DeprecationWarning, cli.__file__, 1)
-    cli._one_line_warning("theirs, future", FutureWarning, "/elsewhere/sklearn/base.py", 1)
-    cli._one_line_warning("theirs, about the run", UserWarning, "/elsewhere/torch/nn.py", 1)
+    cli._one_line_warning("theirs, future", FutureWarning, "/venv/lib/site-packages/sklearn/base.py", 1)
+    cli._one_line_warning("theirs, about the run", UserWarning, "/venv/lib/site-packages/torch/nn.py", 1)
+    cli._one_line_warning("the user's, deprecated", DeprecationWarning, "/home/me/mynets.py", 1)
     assert capsys.readouterr().err.splitlines() == [
         "archdiff: warning: ours", "archdiff: warning: ours, deprecated",
-        "archdiff: warning: theirs, about the run"]
+        "archdiff: warning: theirs, about the run", "archdiff: warning: the user's, deprecated"]

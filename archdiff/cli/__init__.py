@@ -315,12 +315,20 @@ LIBRARY_NOISE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)  
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning as one line on stderr, without the source line; another library's notice about its own
-    API (deprecations, future changes) is not the user's concern and is dropped."""
-    ours = Path(filename).resolve().is_relative_to(Path(__file__).resolve().parents[1])
-    if not ours and issubclass(category, LIBRARY_NOISE):
+    """A warning as one line on stderr, without the source line; an installed library's notice about its
+    own API (deprecations, future changes) is not the user's concern and is dropped (archdiff's own and
+    those of the user's code are shown)."""
+    if issubclass(category, LIBRARY_NOISE) and _installed_library(filename):
         return
     print(f"archdiff: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def _installed_library(filename: str) -> bool:
+    """Whether a file belongs to an installed package other than archdiff (it lies in site-packages)."""
+    path = Path(filename).resolve()
+    if path.is_relative_to(Path(__file__).resolve().parents[1]):
+        return False
+    return any(part in ("site-packages", "dist-packages") for part in path.parts)
 
 
 def _print_claims(claims: list[dict]) -> None:

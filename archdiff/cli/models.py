@@ -196,13 +196,14 @@ def train_command(args: argparse.Namespace) -> None:
 # kind -> its settings with their defaults (``rank`` 0: the data's full rank; ``steps`` / ``schedule``: the
 # sampling levels fitted before saving, for the kinds fitted per level; local-score: ``patch`` one size for
 # every level, unless ``calibrate_on`` names a saved model to calibrate a size per level on, at the
-# ``steps``-step grid, among ``patch_sizes``, on its DDIM trajectories from ``calibration_samples`` noises)
+# ``steps``-step grid, among ``patch_sizes``, on its DDIM trajectories from ``calibration_samples`` noises;
+# ``padding`` "clipped" is the boundary-aware machine, the one closest to zero-padded UNets)
 FIT_KINDS: dict[str, dict[str, Any]] = {
     "linear": {"rank": 0},
     "memorizing": {},
     "polynomial": {"degree": 3, "width": 1024, "draws": 1, "ridge": 1e-5, "recipe": "authors", "steps": 50,
                    "schedule": "cosine"},
-    "local-score": {"patch": 5, "equivariant": True, "padding": "zeros", "calibrate_on": "",
+    "local-score": {"patch": 5, "equivariant": True, "padding": "clipped", "calibrate_on": "",
                     "patch_sizes": [1, 3, 5, 7, 9, 11, 13, 15, 19, 23, 31], "calibration_samples": 4,
                     "steps": 10, "schedule": "cosine"},
 }
@@ -222,7 +223,25 @@ def fit_settings(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
     chosen = {k: checked_setting(f"{kind} setting {k}", defaults[k], v) for k, v in settings.items()}
     for k, v in chosen.items():
         check_range(f"{kind} setting {k}", defaults[k], v)
+    if kind == "linear" and chosen.get("rank", 0) < 0:
+        raise UserError(f"linear setting rank = {chosen['rank']}: expected 0 (the data's full rank) or more")
+    if kind == "local-score":
+        check_local_score(chosen)
     return {**defaults, **chosen}
+
+
+def check_local_score(chosen: dict[str, Any]) -> None:
+    """Refuse local-score settings that cannot make a machine, before any data is loaded."""
+    from archdiff.denoisers.local_score import PADDINGS
+
+    if chosen.get("padding", "clipped") not in PADDINGS:
+        raise UserError(f"local-score setting padding = {chosen['padding']!r}: use one of "
+                        f"{', '.join(PADDINGS)}")
+    if "patch_sizes" in chosen and not chosen["patch_sizes"]:
+        raise UserError("local-score setting patch_sizes = []: give the candidate sizes, e.g. [1, 3, 5, 7]")
+    if chosen.get("calibrate_on") and "patch" in chosen:
+        raise UserError("local-score: give either patch (one size for every level) or calibrate_on (a size "
+                        "per level calibrated on a saved model), not both")
 
 
 def fit_closed_form(kind: str, data: torch.Tensor, s: dict[str, Any], seed: int = 0):
