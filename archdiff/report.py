@@ -136,7 +136,8 @@ def _seeds_claims_table(claims: list[dict], seeds: list[int]) -> str:
              "holds in", "result"]
     rows = []
     for c in claims:
-        cells = [f"{_fmt(v)} {'' if h else '&#10007;'}" for v, h in zip(c["measured"], c["holds"])]
+        cells = ["not made &#10007;" if v is None else f"{_fmt(v)} {'' if h else '&#10007;'}"
+                 for v, h in zip(c["measured"], c["holds"])]
         thresholds = {t for t in c["threshold"] if t is not None}
         rows.append([f"<code>{html.escape(c['id'])}</code>", html.escape(c["statement"]), *cells,
                      f"{_fmt(c['mean'])} &plusmn; {_fmt(c['sd'])}",

@@ -256,13 +256,15 @@ def summarize(records: list[dict], scale: str, seed: int) -> dict:
 
 
 def aggregate(per_seed: dict[int, list[dict]], scale: str) -> dict:
-    """The summary over seeds: per experiment and claim, the value, threshold and verdict in every seed,
-    mean and SD of the value, ``holds_in`` k of ``of`` n, and ``reproduced`` (holds in every seed)."""
+    """The summary over seeds: per experiment and claim (made in any seed), the value, threshold and verdict
+    in every seed, mean and SD of the value, ``holds_in`` k of ``of`` n, and ``reproduced`` (holds in every
+    seed; a seed that did not make the claim counts as not holding)."""
     seeds = list(per_seed)
     experiments = []
     for i, first in enumerate(per_seed[seeds[0]]):
         records = [per_seed[s][i] for s in seeds]
-        claims = [_claim_over_seeds(c["id"], records) for c in first["claims"]]
+        ids = dict.fromkeys(c["id"] for r in records for c in r["claims"])  # every seed's, first seen first
+        claims = [_claim_over_seeds(claim_id, records) for claim_id in ids]
         experiments.append({"experiment": first["experiment"], "title": first["title"],
                             "seconds": [r["seconds"] for r in records], "claims": claims})
     every = [c for e in experiments for c in e["claims"]]

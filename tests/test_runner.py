@@ -123,6 +123,20 @@ def test_claims_over_seeds_are_reproduced_only_when_they_hold_in_every_seed(tmp_
     assert "not reproduced" in html and "1 of 2" in html
 
 
+def test_a_claim_made_in_some_seeds_only_is_summarized_and_not_reproduced():
+    """Claims are the union over seeds (first seen first); a seed lacking one counts as not holding."""
+    def record(*claims):
+        return {"experiment": "e", "title": "t", "seconds": 1.0, "claims": [
+            {"id": i, "statement": i, "comparison": ">=", "measured": v, "threshold": 0.5, "holds": v >= 0.5}
+            for i, v in claims]}
+
+    summary = sweep.aggregate({0: [record(("a", 1.0))], 1: [record(("b", 0.9), ("a", 0.7))]}, "quick")
+    a, b = summary["experiments"][0]["claims"]
+    assert (a["id"], a["holds"], a["reproduced"]) == ("a", [True, True], True)
+    assert (b["id"], b["measured"], b["holds"], b["reproduced"]) == ("b", [None, 0.9], [False, True], False)
+    assert summary["claims_total"] == 2 and summary["claims_reproduced"] == 1
+
+
 def test_python_overrides_are_checked_like_the_command_line(tmp_path):
     from archdiff.errors import UserError
     from archdiff.experiments import get
