@@ -11,6 +11,10 @@ Keys (seconds include the fits; the paper's sizes unless ``--smoke``):
                                              images 64x64x3, the paper's patch / width schedule
     global_poly_50step_s                     degree-27 global polynomial, 64 images, 50 DDIM steps
     linear_10step_s                          linear (Wiener) denoiser, 64 images, 10 DDIM steps
+    els_step_s, ls_step_s, memorizer_step_s  one sampling step (a = 0.5) of 2 images: the clipped ELS machine
+                                             (patch 7, every training patch at every position), the LS
+                                             machine (patch 7, same position), the memorizing denoiser;
+                                             ``bench/bench_local_score.py`` measures the same on the CPU
     perlevel_unet_img_per_s                  fig1's default UNet, 50 levels trained together by the engine
                                              (training images x levels per second)
     plainloop_unet_img_per_s                 the same UNet, one level, a plain loop (engine "loop")
@@ -42,7 +46,7 @@ from pathlib import Path
 import torch
 
 from archdiff.data.images import load_images
-from archdiff.denoisers import LinearDenoiser, PolynomialDenoiser
+from archdiff.denoisers import EmpiricalOptimal, LinearDenoiser, LocalScore, PolynomialDenoiser
 from archdiff.denoisers.networks import NetSpec
 from archdiff.denoisers.patch import PatchPolynomialDenoiser, scaled_schedule
 from archdiff.errors import resolve_device
@@ -53,13 +57,14 @@ from archdiff.schedule import sampling_levels
 from archdiff.threads import keep_freed_memory
 from archdiff.training import TrainConfig, train
 
-PAPER = {"n_train": 1000, "size": 64, "patch_samples": 16, "samples": 64, "poly_degree": 27, "poly_steps": 50,
-         "linear_steps": 10, "unet_levels": 50, "unet_images": 1000, "unet_batch": 128, "unet_channels": 32,
-         "unet_blocks": 3, "scale": "paper", "experiments": ["fig7-poly-images", "fig8-patch-poly",
-                                                              "fig1-unet-variants-time", "fig9-mlp-width"]}
-SMOKE = {"n_train": 24, "size": 16, "patch_samples": 4, "samples": 8, "poly_degree": 3, "poly_steps": 5,
-         "linear_steps": 4, "unet_levels": 3, "unet_images": 16, "unet_batch": 8, "unet_channels": 4,
-         "unet_blocks": 1, "scale": "quick", "experiments": ["fig2-linear-gmm"]}
+PAPER = {"n_train": 1000, "size": 64, "patch_samples": 16, "samples": 64, "local_samples": 2,
+         "local_patch": 7, "poly_degree": 27, "poly_steps": 50, "linear_steps": 10, "unet_levels": 50,
+         "unet_images": 1000, "unet_batch": 128, "unet_channels": 32, "unet_blocks": 3, "scale": "paper",
+         "experiments": ["fig7-poly-images", "fig8-patch-poly", "fig1-unet-variants-time", "fig9-mlp-width"]}
+SMOKE = {"n_train": 24, "size": 16, "patch_samples": 4, "samples": 8, "local_samples": 2, "local_patch": 3,
+         "poly_degree": 3, "poly_steps": 5, "linear_steps": 4, "unet_levels": 3, "unet_images": 16,
+         "unet_batch": 8, "unet_channels": 4, "unet_blocks": 1, "scale": "quick",
+         "experiments": ["fig2-linear-gmm"]}
 FIG1_IMAGES = 5 * 500 * 1000  # variants x epochs x images: one network's passes in the paper's fig1 training
 FIG1_LEVELS = 50  # per level: one network per sampling step
 PROJECTED = {"fig1-unet-variants": "fig1_perlevel_projected_min",
@@ -141,6 +146,20 @@ def closed_form(report: Report, data: torch.Tensor, s: dict, device: torch.devic
     steps = sampling_levels("cosine", s["linear_steps"])
     linear = timed(lambda: ddim(LinearDenoiser.fit(data), x, steps, progress=False), device)  # fit included
     report.put(linear_10step_s=linear)
+
+
+def local_score(report: Report, data: torch.Tensor, s: dict, device: torch.device) -> None:
+    """One sampling step of the local-score machines (ELS clipped, LS) beside the memorizer's (a failure is
+    recorded as the value, so the training and experiments still run)."""
+    x = initial_noise(s["local_samples"], tuple(data.shape[1:]), seed=0, device=device)
+    models = {"els_step_s": LocalScore(data, s["local_patch"], padding="clipped"),
+              "ls_step_s": LocalScore(data, s["local_patch"], equivariant=False, padding="zeros"),
+              "memorizer_step_s": EmpiricalOptimal(data)}
+    for name, model in models.items():
+        try:
+            report.put(**{name: timed(lambda m=model: m(x, 0.5), device)})
+        except Exception as e:  # noqa: BLE001 - a failure is a result here; the sections after it still run
+            report.put(**{name: f"failed: {type(e).__name__}: {e}"})
 
 
 def epoch_rate(spec: NetSpec, imgs: torch.Tensor, config: TrainConfig, device: torch.device) -> float:
@@ -244,7 +263,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out, device, args.smoke)
     data = images(args, s, device)
-    for section in (closed_form, training):
+    for section in (closed_form, local_score, training):
         section(report, data, s, device)
     experiments(report, args, s, start)
     report.put(total_s=time.perf_counter() - start)

@@ -13,7 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"patch_poly_10step_s", "patch_poly_peak_gb", "global_poly_50step_s", "linear_10step_s",
         "perlevel_unet_img_per_s", "plainloop_unet_img_per_s", "fig1_perlevel_projected_min",
-        "fig1_time_projected_min", "training_img_per_s", "experiments", "skipped", "total_s"}
+        "fig1_time_projected_min", "training_img_per_s", "experiments", "skipped", "total_s", "els_step_s",
+        "ls_step_s", "memorizer_step_s"}
 
 
 def test_smoke_run_writes_every_key(tmp_path):

@@ -255,3 +255,17 @@ def test_the_regime_claim_fails_when_machine_and_network_copy_differently(copies
     m = _scope_metrics(**copies)
     variants = ["more pooling", "default", "less pooling", "fewer channels", "circular padding"]
     assert agreement.copies_as_network(m, variants).holds is holds
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_the_machine_on_a_gpu_equals_it_on_the_cpu(padding):
+    """Every padding, ELS and LS, several sizes in one pass: the same float64 numbers on CUDA."""
+    data = _data(n=5, c=3, h=9, w=9)
+    x = _noisy(data, b=3)
+    for eq in (True, False):
+        cpu = local_means(data, x, 0.4, [1, 3, 9, 17], equivariant=eq, padding=padding, chunk=5000)
+        gpu = local_means(data.cuda(), x.cuda(), 0.4, [1, 3, 9, 17], equivariant=eq, padding=padding,
+                          chunk=5000)
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-12)
+
