@@ -21,7 +21,7 @@ import torch
 
 from archdiff import seeding
 from archdiff.linalg import covariance_eigh, flatten
-from archdiff.theory import linear_prediction
+from archdiff.theory import GaussianPrediction, linear_prediction
 
 COPY_RATIO = 1.0 / 3.0
 
@@ -63,6 +63,28 @@ def covariance_error(x: torch.Tensor, eigvecs: torch.Tensor, eigvals: torch.Tens
     cross = float(((z @ eigvecs.to(z)).square() * lam).sum() / n)  # tr(C S)
     s2 = float(lam.square().sum())
     return max(c2 - 2 * cross + s2, 0.0) ** 0.5 / s2**0.5
+
+
+NULL_SETS = 10  # independent sets drawn from a law itself: the null of an error against that law
+NULL_SDS = 4.0  # an error "within sampling error" stays below its null's mean + 4 SD
+
+
+def moment_errors(x: torch.Tensor, law: GaussianPrediction) -> tuple[float, float]:
+    """(mean_error, covariance_error) of samples x [n, ...] against a predicted Gaussian ``law``."""
+    return mean_error(x, law.mean, law.eigvals), covariance_error(x, law.eigvecs, law.eigvals)
+
+
+def moment_null(law: GaussianPrediction, n: int, generator: torch.Generator, sets: int = NULL_SETS
+                ) -> torch.Tensor:
+    """[sets, 2]: ``moment_errors`` of ``sets`` independent sets of n draws from ``law`` itself -- what
+    sampling error alone gives."""
+    return torch.tensor([moment_errors(law.sample(n, generator), law) for _ in range(sets)],
+                        dtype=torch.float64)
+
+
+def null_limit(null: torch.Tensor) -> torch.Tensor:
+    """The largest error sampling explains: the null's mean + NULL_SDS SD (per column of [sets, ...])."""
+    return null.mean(0) + NULL_SDS * null.std(0)
 
 
 def pairwise_nn(x: torch.Tensor, ref: torch.Tensor, k: int = 2, chunk: int = 1024):

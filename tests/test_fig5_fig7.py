@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from archdiff import metrics, theory
+from archdiff import metrics, seeding, theory
 from archdiff.cli import main
 from archdiff.data.images import load_images
 from archdiff.denoisers import LinearDenoiser
@@ -92,6 +92,19 @@ def test_retrained_model_reproduces_mean_and_covariance(digits, steps):
     if steps == 1000:
         assert float((second.covariance - first.covariance).norm() / first.covariance.norm()) <= \
             4 * metrics.covariance_error_scale(first.covariance, n) + 0.01
+
+
+def test_the_covariance_null_passes_the_law_itself_and_fails_a_covariance_15_percent_off(digits):
+    """metrics.moment_null (fig5's and fig6's threshold): n = 2000 draws of a rank-5 law stay within
+    the null's mean + 4 SD; draws whose covariance is 1.15x the law's do not, though 4 x the error's RMS (the
+    threshold it replaced) lets them pass."""
+    law = theory.GaussianPrediction.of(LinearDenoiser.fit(digits, rank=5))
+    n, g = 2000, seeding.generator(0, "test-null")
+    limit = float(metrics.null_limit(metrics.moment_null(law, n, g)[:, 1]))
+    assert metrics.moment_errors(law.sample(n, g), law)[1] <= limit
+    wide = theory.GaussianPrediction(law.mean, law.eigvecs, 1.15 * law.eigvals, law.shape)
+    error = metrics.moment_errors(wide.sample(n, g), law)[1]
+    assert limit < error <= 4 * metrics.covariance_error_scale(law.eigvals, n)
 
 
 def test_data_errors_come_out_as_one_line(tmp_path, capsys):

@@ -15,13 +15,13 @@ at 10 steps its moments are compared with the first model's *sampled* law, and a
 nearest training image is below 1/3 of that to the next) applied to the pair -- the median over
 samples of |first - second| / |first - an unrelated first-model sample| must be at most 1/3.
 
-"The same moments": the second model's mean and covariance are those of its n synthetic images, so
-they differ from the target law by sampling error alone -- which, for n images in many dimensions, is
-large (a relative covariance error near 0.35 for 100 LFW faces) but concentrated: independent sets of n
-draws from the target law itself all land near the same error. The threshold is that null's mean +
-``NULL_SDS`` SD over ``NULL_SETS`` such sets. On 100 LFW faces it fails a second model whose covariance
-has rank 1 or is the target's scaled by 2 or 1/2 (a multiple of the sampling RMS, 4 x 0.35, let every
-one of them pass); a covariance within about 30 % of the target's still passes: 100 images cannot
+"The same moments": the second model's mean and covariance are those of its n synthetic images, so they
+differ from the target law by sampling error alone -- which, for n images in many dimensions, is large (a
+relative covariance error near 0.35 for 100 LFW faces) but concentrated: independent sets of n draws from
+the target law itself all land near the same error. The threshold is that null's mean + ``metrics.NULL_SDS``
+SD over ``metrics.NULL_SETS`` such sets (``metrics.moment_null``). On 100 LFW faces it fails a second model
+whose covariance has rank 1 or is the target's scaled by 2 or 1/2 (a multiple of the sampling RMS, 4 x 0.35,
+let every one of them pass); a covariance within about 30 % of the target's still passes: 100 images cannot
 resolve it (a scaled-down covariance also has a smaller sampling error).
 """
 
@@ -37,8 +37,6 @@ from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 from archdiff.theory import GaussianPrediction
 
-NULL_SETS = 10  # independent draws of the target law: the null of the moment errors
-NULL_SDS = 4.0  # a moment error must stay below the null's mean + 4 SD
 DIRECT_MAX_STEPS = 100  # longer grids are drawn through DDIM's exact affine form
 QUICK = {"data": "lfw", "n_train": None, "image_size": None, "n_samples": 1000, "steps": 10,
          "fine_steps": 1000, "schedule": "cosine", "grid_columns": 8}
@@ -60,28 +58,14 @@ def retrain(model: LinearDenoiser, noise: torch.Tensor, levels: torch.Tensor,
     return synthetic, LinearDenoiser.fit(synthetic)
 
 
-def moment_errors(synthetic: torch.Tensor, target: GaussianPrediction) -> tuple[float, float]:
-    """(mean error, covariance error) of the second model -- whose mean and covariance are the synthetic
-    set's -- against a GaussianPrediction ``target``."""
-    return (metrics.mean_error(synthetic, target.mean, target.eigvals),
-            metrics.covariance_error(synthetic, target.eigvecs, target.eigvals))
-
-
-def null_errors(target: GaussianPrediction, n: int, generator: torch.Generator,
-                sets: int = NULL_SETS) -> torch.Tensor:
-    """[sets, 2]: ``moment_errors`` of ``sets`` independent sets of n draws from ``target`` itself."""
-    return torch.tensor([moment_errors(target.sample(n, generator), target) for _ in range(sets)],
-                        dtype=torch.float64)
-
-
 def moment_claims(errors: tuple[float, float], null: torch.Tensor, law: str, steps: int,
                   n: int) -> list[Claim]:
     """The mean and covariance claims at one step count: each error of the second model against the
-    target ``law`` (words), below the null's mean + NULL_SDS SD (``null``: ``null_errors``)."""
-    limit = null.mean(0) + NULL_SDS * null.std(0)
+    target ``law`` (words), below the null's mean + NULL_SDS SD (``null``: ``metrics.moment_null``)."""
+    limit = metrics.null_limit(null)
     at = f"{plural(steps, 'DDIM step')}: the retrained model's"
-    null_text = (f"threshold: mean + {NULL_SDS:g} SD of the same error for {NULL_SETS} independent sets of "
-                 f"{n} draws from that law itself, i.e. what sampling error alone gives")
+    null_text = (f"threshold: mean + {metrics.NULL_SDS:g} SD of the same error for {metrics.NULL_SETS} "
+                 f"independent sets of {n} draws from that law itself, i.e. what sampling error alone gives")
     return [
         Claim.at_most(
             f"mean-reproduced@{steps}",
@@ -120,8 +104,9 @@ def run(ctx: Context) -> Result:
         shrunk = f"the law of the first model's {steps}-step samples (DDIM's shrunk Gaussian)"
         target, law = ((sampled, shrunk) if steps == c["steps"]
                        else (theorem, "the first model's N(mu, Sigma) (Theorem 3)"))
-        errors = moment_errors(synthetic, target)
-        null = null_errors(target, n_train, seeding.generator(ctx.seed, "moment-null", f"steps-{steps}"))
+        errors = metrics.moment_errors(synthetic, target)
+        null = metrics.moment_null(target, n_train,
+                                   seeding.generator(ctx.seed, "moment-null", f"steps-{steps}"))
         m.update(keyed({
             "median_pair_ratio": float(ratio.median()),
             "second_rank": second.rank,
@@ -132,7 +117,7 @@ def run(ctx: Context) -> Result:
             "cov_error_null_mean": float(null[:, 1].mean()),
             "cov_error_null_sd": float(null[:, 1].std()),
             "cov_sampling_rms": metrics.covariance_error_scale(target.eigvals, n_train),
-            "cov_error_vs_sigma": moment_errors(synthetic, theorem)[1],
+            "cov_error_vs_sigma": metrics.moment_errors(synthetic, theorem)[1],
             "ddim_cov_bias": float((sampled.eigvals - lam).norm() / lam.norm()),
         }, f"steps_{steps}"))
         claims += [
