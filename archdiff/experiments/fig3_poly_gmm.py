@@ -23,7 +23,6 @@ from archdiff.schedule import sampling_levels
 from archdiff.theory import polynomial_prediction
 
 FLOAT_TOL = 1e-4  # relative distance that counts as round-off
-NULL_SDS = 4.0  # "differs" = sliced Wasserstein above the null's mean + 4 SD
 NULL_PAIRS = 5  # the null: distances between independent pairs of Gaussian (linear-sample) sets
 DIVERGED = 10.0  # a sample farther than 10x the data scale from the origin has diverged
 QUICK = {"n_train": 3000, "n_samples": 3000, "n_samples_exact": 20000, "degrees": [1, 3, 5, 7], "steps": 50,
@@ -60,7 +59,7 @@ def _gmm_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim], li
                      x_T[:n], levels, ctx) for k in c["degrees"]}
     null = torch.tensor([metrics.sliced_wasserstein(*(_sample(linear, _noise(c, ctx, 2 * i + j), levels, ctx)
                                                       for j in (0, 1))) for i in range(NULL_PAIRS)])
-    floor = float(null.mean() + NULL_SDS * null.std())
+    floor = float(metrics.null_limit(null))  # "differs": above the null's mean + NULL_SDS SD
     m: dict = {"sw_null.mean": float(null.mean()), "sw_null.sd": float(null.std()),
                "sw_null.threshold": floor}
     for k in c["degrees"]:
@@ -91,15 +90,15 @@ def _gmm_part(ctx: Context, levels: torch.Tensor) -> tuple[dict, list[Claim], li
                       m[key("max_paired_distance_rel", f"exact_degree_{k1}_vs_linear")], FLOAT_TOL),
         Claim.at_least("higher-degrees-not-gaussian",
                        "Every degree k > 1 gives a distribution unlike the Gaussian (smallest sliced "
-                       "Wasserstein to the linear samples; threshold: mean + 4 SD of the distance between "
-                       "independent Gaussian sample sets of the same size).",
+                       f"Wasserstein to the linear samples; threshold: mean + {metrics.NULL_SDS:g} SD of the "
+                       "distance between independent Gaussian sample sets of the same size).",
                        min(m[key("sw_to_linear", "exact", f"degree_{k}")] for k in high), floor),
     ]
     if pair_sw:  # two or more degrees above 1
         claims.append(Claim.at_least(
             "degrees-differ",
             "Different degrees k > 1 give different distributions (smallest pairwise sliced Wasserstein; "
-            "threshold: mean + 4 SD of the two-Gaussian-sets null).",
+            f"threshold: mean + {metrics.NULL_SDS:g} SD of the two-Gaussian-sets null).",
             min(pair_sw.values()), floor))
     lim = 3.2 * scale / math.sqrt(2)
     panels = [("3GMM data", data), ("linear", lin[:n])]

@@ -32,7 +32,6 @@ from archdiff.samplers import ddim, initial_noise
 from archdiff.schedule import sampling_levels
 
 Z_99 = 2.326  # one-sided 1% quantile of the standard normal
-NULL_SDS = 4.0  # "differs" = sliced Wasserstein above the seed null's mean + 4 SD (as in fig3)
 LOCAL_FRACTION = 8  # local patches for the locality claim: 1/8 of the image side
 # the paper's (patch, width) schedule is stated for 64 x 64 images; patch sizes are scaled to the image size
 # actually loaded (25 x 25 for lfw), widths kept. config.toml's ``resolved.patch_schedule`` is what ran.
@@ -112,11 +111,11 @@ def run(ctx: Context) -> Result:
             f"Locality changes the local structure of what is generated (the paper's 'visual nuances'): the "
             f"sliced Wasserstein distance between the {size} x {size} patches (each minus its mean: texture "
             f"and edges, not brightness) of the patch and of the global samples exceeds what the global "
-            f"model's own randomness gives -- the mean + {NULL_SDS:g} SD of the same distance between its "
-            f"sample sets under {plural(c['null_seeds'] + 1, 'seed')} (random features and noise draws). "
-            f"Sets, not pairs: the global samples change completely with the seed.",
+            f"model's own randomness gives -- the mean + {metrics.NULL_SDS:g} SD of the same distance "
+            f"between its sample sets under {plural(c['null_seeds'] + 1, 'seed')} (random features and noise "
+            f"draws). Sets, not pairs: the global samples change completely with the seed.",
             m["local_sliced_wasserstein.patch_vs_global"],
-            float(local_null.mean() + NULL_SDS * local_null.std())),
+            float(metrics.null_limit(local_null))),
     ]
     labelled = list(rows.items())
     figures = [
