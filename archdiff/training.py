@@ -485,8 +485,9 @@ def _try_resume(run: _Run, out: Path, cfg: dict) -> int:
         diff = [k for k in ("net", "train", "shape", "data") if old.get(k) != new[k]]
         keys = sorted(k for k in new["train"] if old.get("train", {}).get(k) != new["train"][k])
         hint = f" ({', '.join(keys)})" if "train" in diff else ""
+        why = " (a cosine learning rate fixes the number of epochs)" if "epochs" in keys else ""
         raise ValueError(f"cannot resume from {out}: its saved config differs in {', '.join(diff)}{hint}; "
-                         f"train into a new folder (a cosine learning rate fixes the number of epochs)")
+                         f"train into a new folder{why}")
     tensors, _ = read_safetensors(ckpt)
     done = run.restore(tensors)
     if done > run.config.epochs:

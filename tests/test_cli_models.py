@@ -85,6 +85,27 @@ def test_fit_local_score_calibrated_on_a_saved_machine_finds_its_sizes(tmp_path,
             LocalScore(data, 5, padding="clipped"), initial_noise(3, data.shape[1:], 0), 3))
 
 
+def test_fit_refuses_a_non_empty_folder_and_train_a_fitted_one(tmp_path, capsys):
+    """fit into a training run's folder needs --force (which drops the run's checkpoint); train into a folder
+    holding a fitted model is refused: no traceback, nothing the user had is lost without asking."""
+    run = tmp_path / "unet"
+    assert main(["train", "unet", *DATA, *UNET, "--out", str(run), "--set", "epochs=1", "--set", "steps=2",
+                 "--quiet"]) == 0
+    before = (run / "model.safetensors").read_bytes()
+    assert main(["fit", "linear", *DATA, "--out", str(run)]) == 2
+    assert "pass --force" in capsys.readouterr().err and (run / "model.safetensors").read_bytes() == before
+    assert main(["fit", "linear", *DATA, "--out", str(run), "--force"]) == 0
+    assert load(run).kind == "linear" and not (run / "checkpoint.safetensors").exists()
+    assert main(["train", "unet", *DATA, *UNET, "--out", str(run), "--set", "epochs=1", "--quiet"]) == 2
+    assert "holds a fitted 'linear' model" in capsys.readouterr().err
+
+
+def test_an_unknown_network_argument_is_one_line_naming_the_arguments(tmp_path, capsys):
+    assert main(["train", "unet", *DATA, "--net-set", "widht=8", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "widht" in err[0] and "base_channels" in err[0]
+
+
 @pytest.mark.parametrize("argv, words", [
     (["train", "unet", *DATA, "--out", "{tmp}/m", "--set", "stepz=3"], ["stepz"]),
     (["train", "unet", *DATA, "--out", "{tmp}/m", "--set", "epochs=ten"], ["epochs", "int"]),
@@ -101,7 +122,7 @@ def test_fit_local_score_calibrated_on_a_saved_machine_finds_its_sizes(tmp_path,
     (["fit", "linear", *DATA, "--out", "{tmp}/m", "--set", "rank=-3"], ["rank", "-3"]),
     (["sample", "{tmp}/nothing", "--out", "{tmp}/s.npz"], ["nothing"]),
     (["sample", "{tmp}", "--out", "{tmp}/s.txt"], [".npz"]),
-    (["measure", "{tmp}/none.npz", "--train", "digits"], ["none.npz"]),
+    (["measure", "{tmp}/none.npz", "--train", "digits"], ["none.npz", "does not exist"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]

@@ -4,6 +4,7 @@ fit | sample | measure`` (a user's own models and data: ``archdiff.cli.models``)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 import warnings
@@ -71,7 +72,8 @@ def _basic(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to compute: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed for data, noise and training: an integer from 0 to 2**63 - 1")
+                   help="seed of everything random the command does (data subset, noise, training): an "
+                        "integer from 0 to 2**63 - 1")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (and no stage lines when the output is not a terminal)")
     p.add_argument("--threads", type=_count(0, MAX_THREADS), default=None, metavar="N",
@@ -191,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         except RunFailed as e:
             print(f"archdiff: {e}", file=sys.stderr)
+            return 1
+        except BrokenPipeError:  # the reader of our output went away (e.g. '| head'): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
         except KeyboardInterrupt:
             print("archdiff: interrupted; unfinished runs were left as .ID.partial-* folders (the same "

@@ -91,6 +91,7 @@ def add_commands(sub: argparse._SubParsersAction, common) -> None:
     fit.add_argument("kind", help="linear | memorizing | polynomial | local-score")
     _data_options(fit, "--data", required=True)
     fit.add_argument("--out", required=True, help="folder for the saved model")
+    fit.add_argument("--force", action="store_true", help="replace the model a non-empty --out holds")
     _settings_options(fit, "setting of the kind")
     common(fit)
 
@@ -137,6 +138,12 @@ def data_filled(factory, kwargs: dict[str, Any], data: torch.Tensor) -> dict[str
     """The constructor arguments with those the data decide filled in when the constructor takes them and
     they are not given: ``in_channels`` (images' C), ``shape`` (one sample's shape), ``dim`` (vectors' D)."""
     params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in kwargs if k not in params and not takes_any]
+    if unknown:
+        named = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        raise UserError(f"unknown --net-set argument(s) {', '.join(unknown)} for "
+                        f"{getattr(factory, '__name__', factory)}: it takes {', '.join(named) or 'none'}")
     known = {"in_channels": int(data.shape[1]), "shape": list(data.shape[1:])}
     if data.ndim == 2:
         known["dim"] = int(data.shape[1])
@@ -177,6 +184,7 @@ def train_command(args: argparse.Namespace) -> None:
     except (ValueError, ImportError) as e:
         raise UserError(str(e)) from None
     out = Path(args.out)
+    check_training_folder(out)
     if (out / CHECKPOINT_FILE).exists():
         print(f"resuming from the checkpoint in {out}")
     with policy(args.threads):
@@ -188,6 +196,26 @@ def train_command(args: argparse.Namespace) -> None:
     print(f"trained {spec.name} ({config.conditioning}, {config.epochs} epochs, final mean loss "
           f"{float(result.losses[-1].mean()):.4g}); saved model: {out}/ (sample it: archdiff sample {out} "
           f"--out samples.npz)")
+
+
+def saved_kind(folder: Path) -> str | None:
+    """The kind of the saved model in a folder (None when it holds none, or an unreadable config)."""
+    from archdiff.denoisers.saved import CONFIG_FILE, NETWORK
+
+    try:
+        return json.loads((folder / CONFIG_FILE).read_text()).get("kind", NETWORK)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_training_folder(out: Path) -> None:
+    """Refuse to train into a folder that holds a fitted closed-form model (training would resume from or
+    mix with files that are not a training run's)."""
+    from archdiff.denoisers.saved import NETWORK
+
+    kind = saved_kind(out)
+    if kind not in (None, NETWORK):
+        raise UserError(f"{out} holds a fitted {kind!r} model, not a training run: choose another --out")
 
 
 # --------------------------------------------------------------------------------------------- fit
@@ -287,6 +315,21 @@ def fit_local_score(data: torch.Tensor, s: dict[str, Any], seed: int):
     return LocalScore(data, cal.schedule(), **machine)
 
 
+def check_fit_folder(out: Path, force: bool) -> None:
+    """Refuse to replace what a folder holds unless forced; forced, drop a training run's files from it
+    (a later 'archdiff train' there must not resume a run the fitted model replaced)."""
+    from archdiff.training import CHECKPOINT_FILE
+
+    if out.is_file():
+        raise UserError(f"--out {out} is a file: give a folder for the saved model")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UserError(f"{out} is not empty ({saved_kind(out) or 'no'} saved model in it); pass --force "
+                            f"to replace its model, or choose another --out")
+        for name in (CHECKPOINT_FILE, "losses.csv", "losses.png"):
+            (out / name).unlink(missing_ok=True)
+
+
 def fit_command(args: argparse.Namespace) -> None:
     """archdiff fit: a closed-form denoiser on the user's data, saved in --out."""
     from archdiff.cli import settings
@@ -294,6 +337,7 @@ def fit_command(args: argparse.Namespace) -> None:
     from archdiff.threads import policy
 
     chosen = fit_settings(args.kind, settings(args.settings, args.config))  # before the data load
+    check_fit_folder(Path(args.out), args.force)
     data = load_images(args.data, n=args.n_train, size=args.image_size, seed=args.seed,
                        max_bad_files=args.max_bad_files)
     with policy(args.threads):
@@ -385,6 +429,8 @@ def read_samples(spec: str) -> torch.Tensor:
     from archdiff.data.images import load_images
 
     path = Path(spec)
+    if path.suffix == ".npz" and not path.exists():
+        raise UserError(f"samples file {path} does not exist (write one with 'archdiff sample')")
     if path.suffix == ".npz" and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -415,7 +461,8 @@ def measure_command(args: argparse.Namespace) -> None:
     train = _training_images(args, size)
     if tuple(train.shape[1:]) != tuple(x.shape[1:]):
         raise UserError(f"samples have shape {list(x.shape[1:])} but the training images "
-                        f"{list(train.shape[1:])}: pass --image-size, or data with as many channels")
+                        f"{list(train.shape[1:])}: give --image-size the samples' side and training data "
+                        f"with as many channels")
     with policy(args.threads):
         m = metrics.measure(x.to(_device(args)), train.to(_device(args)))
     width = max(map(len, m))

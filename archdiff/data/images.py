@@ -225,7 +225,7 @@ def image_files(folder: Path, kind: str) -> list[Path]:
     if kind == "celeba" and (folder / "img_align_celeba").is_dir():
         folder = folder / "img_align_celeba"
     if not folder.exists():
-        raise UserError(f"{kind}: folder {folder} does not exist; pass {kind}:PATH to a folder of images")
+        raise UserError(f"{kind}:{folder} does not exist; pass {kind}:PATH to a folder of images")
     if not folder.is_dir():
         raise UserError(f"{kind}: {folder} is not a folder; pass {kind}:PATH to a folder of images")
     try:

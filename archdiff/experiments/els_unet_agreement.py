@@ -311,7 +311,8 @@ def tables(m: dict, sizes: dict[str, list[int]], scopes: dict[str, tuple[bool, s
     centred = Table(
         "The same with both images taken about the mean training image (what the claims compare; chance: "
         "the ELS machine's with the UNet's sample from other noise); the machine is claimed to beat both "
-        "baselines only where the theory applies.",
+        "baselines only where the theory applies. The binding baseline is the one the claim's threshold "
+        "comes from (its median + 2 paired SEs is the larger); in brackets the paired SE and its name.",
         ["UNet variant", "ELS", "LS", "memorizer", "linear", "chance", "ELS minus the binding baseline (SE)",
          "claimed"],
         [[v, *(g("centered_corr_median", v, x) for x in ("els", "ls", *BASELINES)),
@@ -344,10 +345,10 @@ def beats_baselines(m: dict, v: str, why: str) -> Claim:
         f"machine-beats-baselines-{key(v).replace('_', '-')}",
         f"{v} (field {m[key('receptive_field', v)]} px, {why}): the calibrated ELS machine's samples agree "
         f"with the network's from the same noise better than the memorizer's and the linear (Wiener) "
-        f"model's: the machine's median per-sample correlation about the mean training image (its median r "
-        f"{m[key('corr_median', v, 'els')]:.3f}, r^2 {m[key('r2_median', v, 'els')]:.3f}; Kamb & Ganguli "
-        f"report median r^2 {KG_MEDIAN_R2} on their networks), holds above each baseline's plus {N_SE:g} "
-        f"paired-bootstrap SEs of the difference of medians (the binding one: {worst}, "
+        f"model's: the machine's median per-sample correlation about the mean training image (its raw "
+        f"median r {m[key('corr_median', v, 'els')]:.3f}, r^2 {m[key('r2_median', v, 'els')]:.3f}; Kamb & "
+        f"Ganguli report median r^2 {KG_MEDIAN_R2} on their networks), holds above each baseline's plus "
+        f"{N_SE:g} paired-bootstrap SEs of the difference of medians (the binding one: {worst}, "
         f"{m[key('centered_corr_median', v, worst)]:.3f}).",
         m[key("centered_corr_median", v, "els")], margin(m, v, worst))
 
