@@ -72,10 +72,10 @@ def _about(r: dict) -> str:
     shape = "x".join(map(str, d.get("data_shape", []))) or "?"
     n = d.get("n_train", "?")
     source = html.escape(str(d.get("data_source", "?")))
-    data = f"{source}, {n} sample{'' if n == 1 else 's'} of shape {shape}"
+    data = f"{source}, {n} training item{'' if n == 1 else 's'} of shape {shape}"
     seeds = r.get("seeds", [r.get("seed")])
     seconds = r["seconds"] if isinstance(r["seconds"], list) else [r["seconds"]]
-    return (f"<p class='about'>Data: {data}; scale <b>{html.escape(r['scale'])}</b>; "
+    return (f"<p class='about'>Training data: {data}; scale <b>{html.escape(r['scale'])}</b>; "
             f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; "
             f"{html.escape(str(r.get('device', '?')))}, {r.get('threads', '?')} CPU "
             f"thread{'' if r.get('threads') == 1 else 's'}; "
