@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import sysconfig
 import tomllib
 import warnings
 from collections.abc import Callable
@@ -329,11 +330,13 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def _installed_library(filename: str) -> bool:
-    """Whether a file belongs to an installed package other than archdiff (it lies in site-packages)."""
+    """Whether a file belongs to an installed package other than archdiff: it lies in site-packages or in
+    Python's standard library (whose deprecations a library's call triggers)."""
     path = Path(filename).resolve()
     if path.is_relative_to(Path(__file__).resolve().parents[1]):
         return False
-    return any(part in ("site-packages", "dist-packages") for part in path.parts)
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    return path.is_relative_to(stdlib) or any(p in ("site-packages", "dist-packages") for p in path.parts)
 
 
 def _print_claims(claims: list[dict]) -> None:
