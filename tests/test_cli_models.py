@@ -107,6 +107,22 @@ def test_an_unknown_network_argument_is_one_line_naming_the_arguments(tmp_path, 
     assert len(errors) == 1 and "widht" in errors[0] and "base_channels" in errors[0]
 
 
+def test_sampling_at_levels_a_model_does_not_hold_is_warned(tmp_path, capsys):
+    """A calibrated machine holds its calibration levels: sampled on that grid, no warning; on another,
+    one warning line saying the nearest level is used. A model without fixed levels is never warned."""
+    from archdiff.denoisers import EmpiricalOptimal, LocalScore
+    from archdiff.schedule import sampling_levels
+
+    data = load_images("digits", n=8, size=6)
+    LocalScore(data, {a: 3 for a in sampling_levels("cosine", 3)[:-1].tolist()}).save(tmp_path / "els")
+    EmpiricalOptimal(data).save(tmp_path / "mem")
+    for model, steps, warned in (("els", 3, False), ("els", 5, True), ("mem", 5, False)):
+        assert main(["sample", str(tmp_path / model), "--n", "2", "--steps", str(steps), "--quiet",
+                     "--out", str(tmp_path / f"{model}{steps}.npz")]) == 0
+        warnings = [ln for ln in capsys.readouterr().err.splitlines() if "archdiff: warning:" in ln]
+        assert len(warnings) == warned and all("5 sampling levels" in w and "nearest" in w for w in warnings)
+
+
 @pytest.mark.parametrize("argv, words", [
     (["train", "unet", *DATA, "--out", "{tmp}/m", "--set", "stepz=3"], ["stepz"]),
     (["train", "unet", *DATA, "--out", "{tmp}/m", "--set", "epochs=ten"], ["epochs", "int"]),

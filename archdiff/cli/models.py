@@ -17,6 +17,7 @@ import dataclasses
 import inspect
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -372,6 +373,7 @@ def sample_command(args: argparse.Namespace) -> None:
     """archdiff sample: N samples of a saved denoiser from seeded noise, as .npz and PNG."""
     from archdiff import seeding
     from archdiff.samplers import initial_noise, sample
+    from archdiff.schedule import sampling_levels
     from archdiff.threads import policy
 
     out = Path(args.out)
@@ -386,6 +388,7 @@ def sample_command(args: argparse.Namespace) -> None:
     shape = tuple(getattr(model, "shape", ()) or ())
     if not shape:
         raise UserError(f"the model in {args.model} does not say its data shape; it cannot be sampled here")
+    warn_unfitted_levels(model, sampling_levels(args.schedule, args.steps), args.model)
     x_T = initial_noise(args.n, shape, seeding.check_seed(args.seed), device)
     extra = {"generator": seeding.generator(args.seed, "sampler")} if args.sampler == "ddpm" else {}
     with policy(args.threads):
@@ -399,6 +402,23 @@ def sample_command(args: argparse.Namespace) -> None:
     write_samples(out, x.cpu(), about)
     png = picture(out.with_suffix(".png"), x.cpu(), f"{args.model}: {args.sampler}, {args.steps} steps")
     print(f"wrote {out} ({args.n} samples of shape {list(shape)})" + (f" and {png}" if png else ""))
+
+
+def warn_unfitted_levels(model, levels: torch.Tensor, name: str) -> None:
+    """Warn when a model that holds fixed levels (a per-level network's, a calibrated local machine's) is
+    sampled at levels it does not hold: those calls use its nearest level."""
+    known = getattr(model, "levels", None)
+    if known is None and isinstance(getattr(model, "patch", None), dict):
+        known = list(model.patch)
+    if known is None:
+        return
+    known = torch.as_tensor(known, dtype=torch.float64).cpu()
+    wanted = levels[:-1].to(torch.float64).cpu()  # the levels the sampler calls the denoiser at
+    missing = int(((wanted[:, None] - known[None]).abs().min(1).values > 1e-12).sum())
+    if missing:
+        warnings.warn(f"{name} holds {len(known)} noise levels; {missing} of the {len(wanted)} sampling "
+                      f"levels are not among them and use the nearest one (sample with the steps and "
+                      f"schedule it was trained or calibrated with to match)", stacklevel=2)
 
 
 def write_samples(path: Path, samples: torch.Tensor, about: dict) -> None:
