@@ -65,6 +65,13 @@ def covariance_error(x: torch.Tensor, eigvecs: torch.Tensor, eigvals: torch.Tens
     return max(c2 - 2 * cross + s2, 0.0) ** 0.5 / s2**0.5
 
 
+def correlations(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of each sample x [n, ...] with its counterpart ref [n, ...] over pixels: [n]."""
+    a, b = (_f64(t).cpu() for t in (x, ref))
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
 NULL_SETS = 10  # independent sets drawn from a law itself: the null of an error against that law
 NULL_SDS = 4.0  # an error "within sampling error" stays below its null's mean + 4 SD
 

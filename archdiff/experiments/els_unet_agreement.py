@@ -103,13 +103,6 @@ PAPER = {**fig1.PAPER,
          "patch_sizes": [1, 3, 5, 7, 9, 11, 13, 15, 19, 23, 27, 31, 39, 47, 63]}
 
 
-def correlations(samples: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Per-sample Pearson correlation of samples [n, ...] with reference [n, ...] over pixels: [n]."""
-    a, b = (t.flatten(1).to(torch.float64).cpu() for t in (samples, reference))
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
-
-
 def median_gap_se(r: torch.Tensor, r_other: torch.Tensor, draws: int, seed: int) -> float:
     """Paired-bootstrap standard error of median(r) - median(r_other) (the same samples resampled)."""
     g = torch.Generator().manual_seed(seed)
@@ -153,14 +146,15 @@ class Comparison:
         """Median r, median r^2, median r about the mean (each r also with the network's sample from other
         noise: chance) and relative MSE of a model's samples; a machine's calibrated sizes."""
         m, v, net = self.m, self.variant, self.net
-        r = correlations(samples, net)
+        r = metrics.correlations(samples, net)
         m[key("corr_median", v, model)] = float(r.median())
         m[key("r2_median", v, model)] = float((r * r).median())
-        m[key("corr_chance_median", v, model)] = float(correlations(samples, net.roll(1, 0)).median())
+        m[key("corr_chance_median", v, model)] = float(metrics.correlations(samples, net.roll(1, 0)).median())
         a, b = samples - self.data_mean, net - self.data_mean
-        r = self.r[model] = correlations(a, b)
+        r = self.r[model] = metrics.correlations(a, b)
         m[key("centered_corr_median", v, model)] = float(r.median())
-        m[key("centered_corr_chance_median", v, model)] = float(correlations(a, b.roll(1, 0)).median())
+        chance = metrics.correlations(a, b.roll(1, 0))  # each sample against the network's from other noise
+        m[key("centered_corr_chance_median", v, model)] = float(chance.median())
         m[key("rel_mse", v, model)] = float((samples - net).square().mean() / self.mean_square)
         if cal is not None:
             best = cal.errors.min(1).values  # per level: the calibrated size's mean squared difference

@@ -85,8 +85,7 @@ def sharpness(samples: torch.Tensor) -> tuple[float, float]:
 
 def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     """Pearson correlation of two images over their pixels."""
-    x = torch.stack([a.flatten(), b.flatten()]).to(torch.float64).cpu()
-    return float(torch.corrcoef(x)[0, 1])
+    return float(metrics.correlations(a[None], b[None])[0])
 
 
 def correlation_se(samples: torch.Tensor, target: torch.Tensor, groups: int = JACKKNIFE_GROUPS) -> float:
