@@ -407,12 +407,10 @@ def sample_command(args: argparse.Namespace) -> None:
 def warn_unfitted_levels(model, levels: torch.Tensor, name: str) -> None:
     """Warn when a model that holds fixed levels (a per-level network's, a calibrated local machine's) is
     sampled at levels it does not hold: those calls use its nearest level."""
-    known = getattr(model, "levels", None)
-    if known is None and isinstance(getattr(model, "patch", None), dict):
-        known = list(model.patch)
+    known = getattr(model, "levels", None)  # [L]: a per-level network's, a calibrated machine's
     if known is None:
         return
-    known = torch.as_tensor(known, dtype=torch.float64).cpu()
+    known = known.to(torch.float64).cpu()
     wanted = levels[:-1].to(torch.float64).cpu()  # the levels the sampler calls the denoiser at
     missing = int(((wanted[:, None] - known[None]).abs().min(1).values > 1e-12).sum())
     if missing:

@@ -426,16 +426,21 @@ class LocalScore(Denoiser):
             raise ValueError(f"data must be images [N, C, H, W], got shape {list(data.shape)}")
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        sizes = list(patch.values()) if isinstance(patch, Mapping) else [patch]
+        mapped = isinstance(patch, Mapping)
+        sizes = list(patch.values()) if mapped else [patch]
         if not sizes or any(isinstance(p, bool) or int(p) != p or p < 1 for p in sizes):
             raise ValueError(f"patch sizes must be integers >= 1, got {patch!r}")
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.data = data.to(torch.float64)  # [N, C, H, W]
         self.shape = tuple(data.shape[1:])
-        mapped = isinstance(patch, Mapping)
         self.patch = {float(a): int(p) for a, p in patch.items()} if mapped else int(patch)
         self.equivariant, self.padding, self.chunk = equivariant, padding, chunk
+
+    @property
+    def levels(self) -> torch.Tensor | None:
+        """The levels a calibrated schedule holds (others use the nearest's size); None for one size."""
+        return None if isinstance(self.patch, int) else torch.tensor(list(self.patch), dtype=torch.float64)
 
     def patch_at(self, alpha_bar: float) -> int:
         """The patch size used at a level: the given size, or that of the nearest level in log-SNR."""
