@@ -88,6 +88,8 @@ from archdiff.denoisers.trained import (
 from archdiff.errors import resolve_device
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
+LOSSES_CSV, LOSSES_PNG = "losses.csv", "losses.png"
+RUN_FILES = (CHECKPOINT_FILE, LOSSES_CSV, LOSSES_PNG)  # what a training run writes beside the saved model
 StateDict = dict[str, torch.Tensor]
 
 
@@ -511,11 +513,11 @@ def _write_losses(out: Path, losses: torch.Tensor, levels: torch.Tensor, plot: b
     rows = ["epoch,mean," + ",".join(names)]
     for e, row in enumerate(losses.tolist()):
         rows.append(f"{e + 1},{sum(row) / len(row):.8g}," + ",".join(f"{v:.8g}" for v in row))
-    (out / "losses.csv").write_text("\n".join(rows) + "\n")
+    (out / LOSSES_CSV).write_text("\n".join(rows) + "\n")
     if not plot:
         return
     epochs = list(range(1, losses.shape[0] + 1))
-    plots.line_plot(out / "losses.png", epochs, {"mean over levels": losses.mean(1).tolist()},
+    plots.line_plot(out / LOSSES_PNG, epochs, {"mean over levels": losses.mean(1).tolist()},
                     "epoch", "MSE (x_0 prediction)", logy=True)
 
 

@@ -319,7 +319,7 @@ def fit_local_score(data: torch.Tensor, s: dict[str, Any], seed: int):
 def check_fit_folder(out: Path, force: bool) -> None:
     """Refuse to replace what a folder holds unless forced; forced, drop a training run's files from it
     (a later 'archdiff train' there must not resume a run the fitted model replaced)."""
-    from archdiff.training import CHECKPOINT_FILE
+    from archdiff.training import RUN_FILES
 
     if out.is_file():
         raise UserError(f"--out {out} is a file: give a folder for the saved model")
@@ -327,7 +327,7 @@ def check_fit_folder(out: Path, force: bool) -> None:
         if not force:
             raise UserError(f"{out} is not empty ({saved_kind(out) or 'no'} saved model in it); pass --force "
                             f"to replace its model, or choose another --out")
-        for name in (CHECKPOINT_FILE, "losses.csv", "losses.png"):
+        for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
 
 
